@@ -1,0 +1,136 @@
+// The op interface: every layer of the network is written once against this class, and each
+// backend (kernels/cpu: the oracle; kernels/cuda: cuDNN, cuBLAS and custom kernels) implements it.
+//
+// Conventions (all ops):
+//   - arguments read outputs first, then inputs, then parameters, then workspace;
+//   - tensors are NCHW views whose planes are contiguous (see engine/tensor.h); batch strides may
+//     be larger than C*H*W (channel slices of a dense block buffer);
+//   - per-channel vectors (gamma, beta, statistics) and parameter blobs are plain device pointers;
+//   - backward ops say per gradient whether they overwrite (=) or accumulate (+=): "GradMode" where
+//     the caller chooses, otherwise the comment says which;
+//   - work is enqueued in order on the backend's stream; results are visible to the host after
+//     synchronize() (the CPU backend is synchronous).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/tensor.h"
+
+namespace cxr {
+
+// 2-D convolution without bias, square kernel/stride/padding as DenseNet needs, zero padding.
+struct ConvGeom {
+  int64_t kernel = 1, stride = 1, pad = 0;
+  int64_t out_size(int64_t in) const { return (in + 2 * pad - kernel) / stride + 1; }
+};
+
+// Pooling window; padded positions never win a max (equal to Keras's zero padding when the input is
+// non-negative, which it is after ReLU) and average pooling here never pads.
+struct PoolGeom {
+  int64_t kernel = 2, stride = 2, pad = 0;
+  int64_t out_size(int64_t in) const { return (in + 2 * pad - kernel) / stride + 1; }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;  // e.g. "cpu (OpenBLAS, 2 threads)" or "cuda:0 NVIDIA H100"
+
+  // ---- memory --------------------------------------------------------------------------------
+  virtual void* allocate(size_t bytes) = 0;  // aligned to at least 256 bytes; throws on failure
+  virtual void release(void* p) = 0;
+  virtual void copy_to_device(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void fill(float* dst, float value, int64_t count) = 0;
+  virtual void synchronize() = 0;
+  // Peak bytes handed out by allocate() since construction (the arena makes this the plan's total).
+  virtual size_t peak_allocated_bytes() const = 0;
+
+  // ---- convolution: y (N, K, P, Q), x (N, C, H, W), w (K, C, R, R) packed OIHW ------------------
+  // Bytes of workspace the three convolution calls below need for these shapes.
+  virtual size_t conv2d_workspace_bytes(const Shape& y, const Shape& x, const Shape& w,
+                                        const ConvGeom& g) = 0;
+  // y = conv(x, w)  (overwrite)
+  virtual void conv2d_forward(const Tensor& y, const Tensor& x, const float* w, const Shape& wshape,
+                              const ConvGeom& g, Workspace ws) = 0;
+  // dx (=|+=) conv_transpose(dy, w)
+  virtual void conv2d_backward_data(const Tensor& dx, GradMode mode, const Tensor& dy, const float* w,
+                                    const Shape& wshape, const ConvGeom& g, Workspace ws) = 0;
+  // dw (=|+=) sum over the batch of dy (x) x
+  virtual void conv2d_backward_filter(float* dw, GradMode mode, const Shape& wshape, const Tensor& dy,
+                                      const Tensor& x, const ConvGeom& g, Workspace ws) = 0;
+
+  // ---- batch normalisation (per channel over N, H, W), optional fused ReLU -----------------------
+  // Batch statistics: mean[c] and invstd[c] = 1/sqrt(var_biased[c] + eps), and updates the running
+  // statistics the Keras way: running = momentum * running + (1 - momentum) * batch, where the
+  // variance folded into running_var is the biased batch variance times `var_correction`
+  // (1 for biased; n/(n-1) for Bessel's correction; see Note [BN running variance] in
+  // layers/batchnorm.h for which one Keras uses). running_* may be null to skip the update.
+  virtual void batchnorm_stats(float* mean, float* invstd, float* running_mean, float* running_var,
+                               const Tensor& x, double eps, double momentum,
+                               double var_correction) = 0;
+  // Running statistics -> (mean, invstd) for inference: invstd = 1/sqrt(running_var + eps).
+  virtual void batchnorm_inference_stats(float* mean, float* invstd, const float* running_mean,
+                                         const float* running_var, int64_t channels, double eps) = 0;
+  // y = gamma * (x - mean) * invstd + beta, then max(0, .) when relu. y may alias x.
+  virtual void batchnorm_apply(const Tensor& y, const Tensor& x, const float* gamma, const float* beta,
+                               const float* mean, const float* invstd, bool relu) = 0;
+  // Backward of batchnorm_apply in training mode (mean/invstd are batch statistics of x):
+  //   dgamma = sum dy * xhat  (=),  dbeta = sum dy  (=),
+  //   dx (=|+=) gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)),  xhat = (x - mean) * invstd.
+  // dy is the gradient w.r.t. the BN output (apply relu_backward first for a fused ReLU).
+  virtual void batchnorm_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta,
+                                  const Tensor& dy, const Tensor& x, const float* gamma,
+                                  const float* mean, const float* invstd) = 0;
+
+  // ---- element-wise -------------------------------------------------------------------------
+  virtual void relu_forward(const Tensor& y, const Tensor& x) = 0;  // y may alias x
+  // dx = dy * (y > 0)  (=); dx may alias dy.
+  virtual void relu_backward(const Tensor& dx, const Tensor& dy, const Tensor& y) = 0;
+
+  // ---- pooling --------------------------------------------------------------------------------
+  virtual void maxpool_forward(const Tensor& y, const Tensor& x, const PoolGeom& g) = 0;
+  // dx (=) routes each dy to the first maximum of its window in x (row-major window order).
+  virtual void maxpool_backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
+                                const PoolGeom& g) = 0;
+  virtual void avgpool_forward(const Tensor& y, const Tensor& x, const PoolGeom& g) = 0;
+  // dx (=) dy / (k*k) spread over each window; positions no window covers get 0.
+  virtual void avgpool_backward(const Tensor& dx, const Tensor& dy, const PoolGeom& g) = 0;
+  // y (N, C, 1, 1) = mean over H, W of x.
+  virtual void global_avgpool_forward(const Tensor& y, const Tensor& x) = 0;
+  // dx (=) dy / (H*W) broadcast.
+  virtual void global_avgpool_backward(const Tensor& dx, const Tensor& dy) = 0;
+
+  // ---- dense layer: y (N, out) = x (N, in) . kernel (in, out) + bias (out), Keras layout -------
+  virtual void dense_forward(float* y, const float* x, const float* kernel, const float* bias,
+                             int64_t n, int64_t in, int64_t out) = 0;
+  // dx (=) dy . kernel^T (skipped when dx is null); dkernel (=) x^T . dy; dbias (=) sum_n dy.
+  virtual void dense_backward(float* dx, float* dkernel, float* dbias, const float* dy, const float* x,
+                              const float* kernel, int64_t n, int64_t in, int64_t out) = 0;
+
+  // ---- head ---------------------------------------------------------------------------------
+  virtual void sigmoid_forward(float* y, const float* x, int64_t count) = 0;
+  // Weighted binary cross-entropy on logits z (N, K) with labels y in {0, 1} (as floats):
+  //   loss = sum_k mean_n -(w_pos[k] y log s(z) + w_neg[k] (1 - y) log(1 - s(z))),
+  //   dz   (=) d loss / d z = (w_pos y (s - 1) + w_neg (1 - y) s) / N,
+  // in the stable log-sigmoid form; one pass. *loss is a device pointer to one float.
+  virtual void weighted_bce(float* loss, float* dz, const float* z, const float* labels,
+                            const float* w_pos, const float* w_neg, int64_t n, int64_t k) = 0;
+};
+
+// Backends present in this build and on this machine.
+bool cuda_compiled();
+// Number of usable CUDA devices; 0 on any error (no driver, no device, CUDA not compiled).
+int cuda_device_count();
+// Why cuda_device_count() is 0, for skip messages ("" when a device exists).
+std::string cuda_unavailable_reason();
+
+std::unique_ptr<Backend> make_cpu_backend();
+std::unique_ptr<Backend> make_cuda_backend(int device_index = 0);  // throws when unavailable
+// "cpu", "cuda" or "auto" (a GPU when present).
+std::unique_ptr<Backend> make_backend(const std::string& which);
+
+}  // namespace cxr

@@ -1,0 +1,102 @@
+// Model assembly: DenseNet121/169/201 with a global-average-pool + dense head, built once from the
+// device-agnostic layers in layers/, planned into one arena for a given batch and image size, and
+// run on any backend. Training mode keeps what backward needs; inference mode plans no gradients.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/arena.h"
+#include "layers/densenet.h"
+
+namespace cxr {
+
+struct DenseNetConfig {
+  std::string arch = "densenet121";
+  std::vector<int> blocks{6, 12, 24, 16};
+  int64_t growth = 32, bottleneck = 128, stem = 64;
+  int64_t classes = 14;
+  // densenet121, densenet169 ([6, 12, 32, 32]) or densenet201 ([6, 12, 48, 32]).
+  static DenseNetConfig from_arch(const std::string& arch, int64_t classes = 14);
+};
+
+struct LayerInfo {
+  std::string name, kind;
+  Shape out;       // per image: (1, C, H, W)
+  int64_t params;  // trainable parameters
+};
+
+class DenseNet {
+ public:
+  DenseNet(Backend& be, DenseNetConfig cfg, int64_t batch, int64_t height, int64_t width,
+           bool trainable = true);
+  ~DenseNet();
+
+  const DenseNetConfig& config() const { return cfg_; }
+  const ParamTable& table() const { return table_; }
+  const MemoryPlan& plan() const { return plan_; }
+  const std::vector<LayerInfo>& layers() const { return info_; }
+  Backend& backend() const { return be_; }
+  int64_t batch() const { return n_; }
+
+  // Device buffers of the step's inputs: images (N, 3, H, W); labels (N, K) as 0/1 floats;
+  // per-class loss weights w_pos, w_neg (K).
+  Tensor input() const;
+  float* labels() const;
+  float* w_pos() const;
+  float* w_neg() const;
+  float* logits() const;        // (N, K)
+  Tensor features() const;      // (N, C, h, w): the last BN-ReLU output (Grad-CAM's map)
+  float* params() const;        // trainable weights, laid out by table()
+  float* grads() const;         // their gradients (training models only)
+  float* state() const;         // BN running statistics
+
+  // Forward pass. training: batch statistics and the running update; otherwise running statistics.
+  void forward(bool training);
+  // Weighted BCE of the last logits against labels(); writes d loss / d logits; returns the loss.
+  float loss();
+  // Backward of the last forward(true) and loss(): every trainable gradient is overwritten.
+  void backward();
+
+  // Host transfers of whole buffers.
+  void set_weights(const std::vector<float>& params, const std::vector<float>& state);
+  void get_weights(std::vector<float>* params, std::vector<float>* state) const;
+  std::vector<float> get_grads() const;
+  std::vector<float> get_logits() const;
+
+ private:
+  struct Block {
+    std::vector<DenseLayer> layers;
+    MemoryPlan::Id buffer{}, grad{};
+    Shape shape;  // (N, C_final, H, W)
+    bool has_transition = false;
+    Transition transition;
+  };
+  StepContext context(bool training) const;
+  Tensor buffer(MemoryPlan::Id id, const Shape& s) const { return Tensor(arena_->floats(id), s, be_.device()); }
+  void build();
+
+  Backend& be_;
+  DenseNetConfig cfg_;
+  int64_t n_, h_, w_;
+  bool trainable_;
+  ParamTable table_;
+  MemoryPlan plan_;
+  std::unique_ptr<Arena> arena_;
+  std::vector<LayerInfo> info_;
+
+  Conv2d conv0_;
+  BatchNorm bn0_;
+  PoolGeom maxpool_{3, 2, 1};
+  std::vector<Block> blocks_;
+  BatchNorm bn_final_;
+  Scratch scratch_;
+  int dense_ = -1;
+  int64_t features_c_ = 0;
+  Shape stem_shape_, feat_shape_;
+  MemoryPlan::Id params_{}, grads_{}, state_{}, input_{}, labels_{}, wpos_{}, wneg_{}, loss_{},
+      logits_{}, dlogits_{}, pooled_{}, dpooled_{}, stem_out_{}, features_{}, workspace_{};
+  bool forward_training_done_ = false, loss_done_ = false;
+};
+
+}  // namespace cxr

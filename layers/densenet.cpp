@@ -1,0 +1,63 @@
+#include "layers/densenet.h"
+
+namespace cxr {
+
+void DenseLayer::forward(const StepContext& s, const Scratch& sc, const Tensor& block) const {
+  const Tensor x = block.channels(0, c_in);
+  const Shape wide{x.n(), c_in, x.h(), x.w()};
+  const Tensor z1 = sc.view(s, sc.wide1, wide);
+  bn0.forward(s, z1, x, /*relu=*/true);
+  const Shape narrow = conv1.out_shape(wide);
+  const Tensor b(s.arena.floats(bottleneck), narrow, s.be.device());
+  conv1.forward(s, b, z1);
+  const Tensor z2 = sc.view(s, sc.narrow1, narrow);
+  bn1.forward(s, z2, b, /*relu=*/true);
+  conv2.forward(s, block.channels(c_in, c_in + growth), z2);
+}
+
+void DenseLayer::backward(const StepContext& s, const Scratch& sc, const Tensor& block,
+                          const Tensor& dblock) const {
+  const Tensor x = block.channels(0, c_in);
+  const Shape wide{x.n(), c_in, x.h(), x.w()};
+  const Shape narrow = conv1.out_shape(wide);
+  const Tensor b(s.arena.floats(bottleneck), narrow, s.be.device());
+  const Tensor g = dblock.channels(c_in, c_in + growth);
+  // narrow1 <- z2 = relu(bn1(b)); narrow2 <- dz2; then narrow1 <- db.
+  const Tensor z2 = sc.view(s, sc.narrow1, narrow), dz2 = sc.view(s, sc.narrow2, narrow);
+  bn1.recompute(s, z2, b, true);
+  conv2.backward_filter(s, g, z2);
+  conv2.backward_data(s, dz2, GradMode::Overwrite, g);
+  s.be.relu_backward(dz2, dz2, z2);
+  const Tensor db = z2;  // z2 is dead once the ReLU mask is applied
+  bn1.backward(s, db, GradMode::Overwrite, dz2, b);
+  // wide1 <- z1 = relu(bn0(x)); wide2 <- dz1; dblock[:, :c_in] += bn0 backward.
+  const Tensor z1 = sc.view(s, sc.wide1, wide), dz1 = sc.view(s, sc.wide2, wide);
+  bn0.recompute(s, z1, x, true);
+  conv1.backward_filter(s, db, z1);
+  conv1.backward_data(s, dz1, GradMode::Overwrite, db);
+  s.be.relu_backward(dz1, dz1, z1);
+  bn0.backward(s, dblock.channels(0, c_in), GradMode::Accumulate, dz1, x);
+}
+
+void Transition::forward(const StepContext& s, const Scratch& sc, const Tensor& block,
+                         const Tensor& out) const {
+  const Tensor z = sc.view(s, sc.wide1, block.shape);
+  bn.forward(s, z, block, true);
+  const Tensor t = sc.view(s, sc.narrow1, conv.out_shape(block.shape));
+  conv.forward(s, t, z);
+  s.be.avgpool_forward(out, t, pool);
+}
+
+void Transition::backward(const StepContext& s, const Scratch& sc, const Tensor& block,
+                          const Tensor& dblock, const Tensor& dout) const {
+  const Tensor dt = sc.view(s, sc.narrow1, conv.out_shape(block.shape));
+  s.be.avgpool_backward(dt, dout, pool);
+  const Tensor z = sc.view(s, sc.wide1, block.shape), dz = sc.view(s, sc.wide2, block.shape);
+  bn.recompute(s, z, block, true);
+  conv.backward_filter(s, dt, z);
+  conv.backward_data(s, dz, GradMode::Overwrite, dt);
+  s.be.relu_backward(dz, dz, z);
+  bn.backward(s, dblock, GradMode::Overwrite, dz, block);
+}
+
+}  // namespace cxr

@@ -1,0 +1,53 @@
+// DenseNet building blocks, written once against the op interface (engine/backend.h):
+// the dense layer BN-ReLU-conv1x1(128)-BN-ReLU-conv3x3(32) and the transition
+// BN-ReLU-conv1x1(C/2)-avgpool2x2. Both read and write channel slices of one preallocated block
+// buffer per dense block: concatenation copies nothing.
+//
+// Memory (Note [DenseNet memory]): forward keeps the block buffers, each layer's bottleneck
+// (conv1x1 output, before its BN) and the BN statistics; every BN-ReLU output is recomputed in
+// backward into shared scratch (Scratch below), and the transition's conv output is never kept
+// (average-pool backward does not need it).
+#pragma once
+#include <vector>
+
+#include "layers/batchnorm.h"
+#include "layers/conv.h"
+
+namespace cxr {
+
+// Shared scratch, sized as the maximum over every use: "wide" buffers hold a full block width,
+// "narrow" ones a bottleneck (or a transition output). The holder of each at every moment is
+// written out in the backward code.
+struct Scratch {
+  MemoryPlan::Id wide1 = 0, wide2 = 0, narrow1 = 0, narrow2 = 0;
+  Tensor view(const StepContext& s, MemoryPlan::Id id, const Shape& shape) const {
+    return Tensor(s.arena.floats(id), shape, s.be.device());
+  }
+};
+
+struct DenseLayer {
+  BatchNorm bn0, bn1;
+  Conv2d conv1, conv2;
+  int64_t c_in = 0;            // channels read from the block buffer
+  int64_t growth = 32;         // channels written after them
+  MemoryPlan::Id bottleneck{};  // (N, 128, H, W): conv1 output, kept for backward
+
+  // block: (N, C_block, H, W), reads [0, c_in), writes [c_in, c_in + growth).
+  void forward(const StepContext& s, const Scratch& sc, const Tensor& block) const;
+  // dblock[:, c_in:c_in+growth] is complete on entry; adds this layer's share to dblock[:, :c_in].
+  void backward(const StepContext& s, const Scratch& sc, const Tensor& block, const Tensor& dblock) const;
+};
+
+struct Transition {
+  BatchNorm bn;
+  Conv2d conv;
+  PoolGeom pool{2, 2, 0};
+
+  // out: (N, C/2, H/2, W/2), the first channels of the next block's buffer.
+  void forward(const StepContext& s, const Scratch& sc, const Tensor& block, const Tensor& out) const;
+  // dblock (=) from dout (complete).
+  void backward(const StepContext& s, const Scratch& sc, const Tensor& block, const Tensor& dblock,
+                const Tensor& dout) const;
+};
+
+}  // namespace cxr

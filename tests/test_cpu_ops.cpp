@@ -1,0 +1,341 @@
+// CPU ops: forward against direct formulas, and every backward against central finite differences
+// in double precision (the same templated kernels instantiated for double), kinks skipped.
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "kernels/cpu/ops_cpu.h"
+#include "test_util.h"
+
+namespace cxr {
+namespace {
+
+using cpu::View;
+using Vec = std::vector<double>;
+
+Vec random_doubles(size_t n, std::mt19937_64& rng, double lo = -1, double hi = 1) {
+  std::uniform_real_distribution<double> d(lo, hi);
+  Vec v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+double dot(const Vec& a, const Vec& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Compares `analytic` (d loss / d x) with central differences of loss() at up to `max_checks`
+// elements of x. An element where the one-sided slopes disagree sits on a kink (ReLU at 0, a max-pool
+// tie) within h and is skipped; at most a tenth may be. Tolerance: with h = 1e-5 in double, the
+// truncation error is O(h^2 * f''') ~ 1e-10 and rounding ~ 1e-16/h ~ 1e-11 relative, so 1e-6
+// norm-wise leaves three orders of margin while any indexing or formula error is O(1).
+void check_gradient(Vec& x, const Vec& analytic, const std::function<double()>& loss, const char* what,
+                    size_t max_checks = 300) {
+  ASSERT_EQ(x.size(), analytic.size()) << what;
+  const double h = 1e-5;
+  std::mt19937_64 pick(x.size());
+  double num = 0, den = 0;
+  size_t checked = 0, skipped = 0;
+  const size_t stride = std::max<size_t>(1, x.size() / max_checks);
+  for (size_t start = pick() % stride, i = start; i < x.size(); i += stride) {
+    const double orig = x[i];
+    const double f0 = loss();
+    x[i] = orig + h;
+    const double fp = loss();
+    x[i] = orig - h;
+    const double fm = loss();
+    x[i] = orig;
+    const double right = (fp - f0) / h, left = (f0 - fm) / h;
+    if (std::abs(right - left) > 1e-3 * (std::abs(right) + std::abs(left)) + 1e-7) {
+      ++skipped;
+      continue;
+    }
+    const double fd = (fp - fm) / (2 * h);
+    num += (fd - analytic[i]) * (fd - analytic[i]);
+    den += fd * fd;
+    ++checked;
+  }
+  ASSERT_GT(checked, 0u) << what;
+  EXPECT_LE(skipped, checked / 10 + 1) << what << ": too many kinks skipped";
+  EXPECT_LT(std::sqrt(num / std::max(den, 1e-300)), 1e-6)
+      << what << ": finite differences disagree (" << checked << " elements checked)";
+}
+
+// ---- convolution ------------------------------------------------------------------------------
+
+struct ConvCase {
+  int64_t n, c, h, w, k, r, stride, pad;
+};
+
+class CpuConv : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(CpuConv, ForwardMatchesDirectSum) {
+  const ConvCase p = GetParam();
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const ConvGeom g{p.r, p.stride, p.pad};
+  const Shape xs{p.n, p.c, p.h, p.w}, ws{p.k, p.c, p.r, p.r}, ys{p.n, p.k, g.out_size(p.h), g.out_size(p.w)};
+  Vec x = random_doubles(size_t(xs.numel()), rng), w = random_doubles(size_t(ws.numel()), rng);
+  Vec y(size_t(ys.numel()), std::nan("")), col(size_t(std::max<int64_t>(1, cpu::conv2d_col_elems(ys, xs, g))));
+  cpu::conv2d_forward(View<double>(y.data(), ys), View<double>(x.data(), xs), w.data(), ws, g, col.data());
+  double err = 0;
+  for (int64_t n = 0; n < ys.n; ++n)
+    for (int64_t k = 0; k < ys.c; ++k)
+      for (int64_t i = 0; i < ys.h; ++i)
+        for (int64_t j = 0; j < ys.w; ++j) {
+          double s = 0;
+          for (int64_t c = 0; c < p.c; ++c)
+            for (int64_t r = 0; r < p.r; ++r)
+              for (int64_t q = 0; q < p.r; ++q) {
+                const int64_t ih = i * p.stride - p.pad + r, iw = j * p.stride - p.pad + q;
+                if (ih >= 0 && ih < p.h && iw >= 0 && iw < p.w)
+                  s += x[size_t(((n * p.c + c) * p.h + ih) * p.w + iw)] * w[size_t(((k * p.c + c) * p.r + r) * p.r + q)];
+              }
+          err = std::max(err, std::abs(s - y[size_t(((n * ys.c + k) * ys.h + i) * ys.w + j)]));
+        }
+  EXPECT_LT(err, 1e-12);  // double GEMM vs direct sum of < 1000 terms of size ~1: rounding only
+}
+
+TEST_P(CpuConv, BackwardMatchesFiniteDifferences) {
+  const ConvCase p = GetParam();
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const ConvGeom g{p.r, p.stride, p.pad};
+  const Shape xs{p.n, p.c, p.h, p.w}, ws{p.k, p.c, p.r, p.r}, ys{p.n, p.k, g.out_size(p.h), g.out_size(p.w)};
+  Vec x = random_doubles(size_t(xs.numel()), rng), w = random_doubles(size_t(ws.numel()), rng);
+  const Vec r = random_doubles(size_t(ys.numel()), rng);
+  Vec y(size_t(ys.numel())), col(size_t(std::max<int64_t>(1, cpu::conv2d_col_elems(ys, xs, g))));
+  auto loss = [&] {
+    cpu::conv2d_forward(View<double>(y.data(), ys), View<double>(x.data(), xs), w.data(), ws, g, col.data());
+    return dot(r, y);
+  };
+  Vec dx(x.size(), std::nan("")), dw(w.size(), std::nan(""));
+  Vec rr = r;
+  cpu::conv2d_backward_data(View<double>(dx.data(), xs), GradMode::Overwrite, View<double>(rr.data(), ys), w.data(),
+                            ws, g, col.data());
+  cpu::conv2d_backward_filter(dw.data(), GradMode::Overwrite, ws, View<double>(rr.data(), ys),
+                              View<double>(x.data(), xs), g, col.data());
+  check_gradient(x, dx, loss, "conv dx");
+  check_gradient(w, dw, loss, "conv dw");
+
+  // Accumulate adds exactly the Overwrite result to what was there.
+  Vec base = random_doubles(x.size(), rng), acc = base;
+  cpu::conv2d_backward_data(View<double>(acc.data(), xs), GradMode::Accumulate, View<double>(rr.data(), ys),
+                            w.data(), ws, g, col.data());
+  Vec wbase = random_doubles(w.size(), rng), wacc = wbase;
+  cpu::conv2d_backward_filter(wacc.data(), GradMode::Accumulate, ws, View<double>(rr.data(), ys),
+                              View<double>(x.data(), xs), g, col.data());
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(acc[i] - base[i], dx[i], 1e-12) << "dx accumulate at " << i;
+  for (size_t i = 0; i < w.size(); ++i) ASSERT_NEAR(wacc[i] - wbase[i], dw[i], 1e-12) << "dw accumulate at " << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(DenseNetShapes, CpuConv,
+                         ::testing::Values(ConvCase{2, 3, 11, 10, 4, 7, 2, 3},   // stem 7x7/2 pad 3
+                                           ConvCase{2, 5, 6, 7, 3, 3, 1, 1},     // 3x3 'same'
+                                           ConvCase{3, 6, 5, 4, 4, 1, 1, 0},     // 1x1 bottleneck
+                                           ConvCase{1, 2, 9, 9, 3, 3, 2, 0}));  // strided, unpadded
+
+TEST(CpuConvViews, ChannelSlicesOfABlockBufferMatchPackedTensors) {
+  // Layer reads channels [0, 3) and writes [3, 5) of a (2, 6, 5, 5) buffer.
+  std::mt19937_64 rng(test::fresh_seed());
+  const Shape bs{2, 6, 5, 5}, xs{2, 3, 5, 5}, ys{2, 2, 5, 5}, ws{2, 3, 3, 3};
+  const ConvGeom g{3, 1, 1};
+  Vec block = random_doubles(size_t(bs.numel()), rng), w = random_doubles(size_t(ws.numel()), rng);
+  Vec packed_x(size_t(xs.numel()));
+  for (int64_t n = 0; n < 2; ++n)
+    std::copy_n(block.begin() + n * 150, 75, packed_x.begin() + n * 75);
+  Vec col(size_t(cpu::conv2d_col_elems(ys, xs, g))), packed_y(size_t(ys.numel()));
+  cpu::conv2d_forward(View<double>(packed_y.data(), ys), View<double>(packed_x.data(), xs), w.data(), ws, g, col.data());
+  const View<double> buf(block.data(), bs);
+  cpu::conv2d_forward(buf.channels(3, 5), buf.channels(0, 3), w.data(), ws, g, col.data());
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t i = 0; i < 50; ++i) ASSERT_EQ(block[size_t(n * 150 + 75 + i)], packed_y[size_t(n * 50 + i)]);
+}
+
+// ---- batch normalisation -------------------------------------------------------------------
+
+TEST(CpuBatchNorm, TrainingBackwardMatchesFiniteDifferences) {
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  // A strided view: channels [1, 4) of a (3, 5, 4, 3) buffer.
+  const Shape full{3, 5, 4, 3};
+  const int64_t C = 3;
+  Vec buf = random_doubles(size_t(full.numel()), rng, -2, 3);
+  Vec gamma = random_doubles(C, rng, 0.5, 1.5), beta = random_doubles(C, rng);
+  Vec ybuf(size_t(full.numel())), mean(C), invstd(C);
+  const View<double> xv = View<double>(buf.data(), full).channels(1, 4), yv = View<double>(ybuf.data(), full).channels(1, 4);
+  const Vec r = random_doubles(size_t(full.numel()), rng);
+  auto loss = [&] {
+    cpu::batchnorm_stats<double>(mean.data(), invstd.data(), nullptr, nullptr, xv, 1e-3, 0.99, 1.0);
+    cpu::batchnorm_apply(yv, xv, gamma.data(), beta.data(), mean.data(), invstd.data(), false);
+    double s = 0;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t i = 0; i < 12; ++i) s += r[size_t((n * C + c) * 12 + i)] * yv.plane(n, c)[i];
+    return s;
+  };
+  loss();
+  Vec dy(size_t(3 * C * 12));
+  std::copy(r.begin(), r.begin() + long(dy.size()), dy.begin());
+  Vec dxbuf(size_t(full.numel()), 0.0), dgamma(C), dbeta(C);
+  const View<double> dxv = View<double>(dxbuf.data(), full).channels(1, 4);
+  cpu::batchnorm_backward(dxv, GradMode::Overwrite, dgamma.data(), dbeta.data(), View<double>(dy.data(), xv.shape), xv,
+                          gamma.data(), mean.data(), invstd.data());
+  check_gradient(buf, dxbuf, loss, "bn dx");  // untouched channels: gradient 0 both ways
+  check_gradient(gamma, dgamma, loss, "bn dgamma");
+  check_gradient(beta, dbeta, loss, "bn dbeta");
+}
+
+TEST(CpuBatchNorm, StatisticsAndKerasRunningUpdate) {
+  std::mt19937_64 rng(test::fresh_seed());
+  const Shape s{4, 2, 3, 3};
+  Vec x = random_doubles(size_t(s.numel()), rng, -1, 2);
+  Vec mean(2), invstd(2), rm{0.5, -0.25}, rv{1.5, 0.75};
+  const double n = 36, corr = n / (n - 1);
+  cpu::batchnorm_stats<double>(mean.data(), invstd.data(), rm.data(), rv.data(), View<double>(x.data(), s), 1.001e-5,
+                               0.99, corr);
+  for (int64_t c = 0; c < 2; ++c) {
+    double m = 0, v = 0;
+    for (int64_t b = 0; b < 4; ++b)
+      for (int64_t i = 0; i < 9; ++i) m += x[size_t((b * 2 + c) * 9 + i)];
+    m /= n;
+    for (int64_t b = 0; b < 4; ++b)
+      for (int64_t i = 0; i < 9; ++i) v += std::pow(x[size_t((b * 2 + c) * 9 + i)] - m, 2);
+    v /= n;
+    EXPECT_NEAR(mean[size_t(c)], m, 1e-14);
+    EXPECT_NEAR(invstd[size_t(c)], 1 / std::sqrt(v + 1.001e-5), 1e-12);
+    const double rm0 = c == 0 ? 0.5 : -0.25, rv0 = c == 0 ? 1.5 : 0.75;
+    EXPECT_NEAR(rm[size_t(c)], 0.99 * rm0 + 0.01 * m, 1e-14);
+    EXPECT_NEAR(rv[size_t(c)], 0.99 * rv0 + 0.01 * v * corr, 1e-14);
+  }
+}
+
+// ---- ReLU, pooling ---------------------------------------------------------------------------
+
+TEST(CpuRelu, BackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(test::fresh_seed());
+  const Shape s{2, 3, 4, 5};
+  Vec x = random_doubles(size_t(s.numel()), rng), y(x.size()), r = random_doubles(x.size(), rng);
+  auto loss = [&] {
+    cpu::relu_forward(View<double>(y.data(), s), View<double>(x.data(), s));
+    return dot(r, y);
+  };
+  loss();
+  Vec dx(x.size());
+  cpu::relu_backward(View<double>(dx.data(), s), View<double>(r.data(), s), View<double>(y.data(), s));
+  check_gradient(x, dx, loss, "relu dx");
+}
+
+TEST(CpuPool, MaxPoolForwardAndBackward) {
+  std::mt19937_64 rng(test::fresh_seed());
+  const PoolGeom g{3, 2, 1};
+  const Shape xs{2, 3, 9, 8}, ys{2, 3, g.out_size(9), g.out_size(8)};
+  Vec x = random_doubles(size_t(xs.numel()), rng), y(size_t(ys.numel())), r = random_doubles(y.size(), rng);
+  auto loss = [&] {
+    cpu::maxpool_forward(View<double>(y.data(), ys), View<double>(x.data(), xs), g);
+    return dot(r, y);
+  };
+  loss();
+  // Forward: each output is the max over its in-bounds window.
+  for (int64_t p = 0; p < ys.h; ++p)
+    for (int64_t q = 0; q < ys.w; ++q) {
+      double m = -1e300;
+      for (int64_t i = std::max<int64_t>(0, 2 * p - 1); i <= std::min<int64_t>(8, 2 * p + 1); ++i)
+        for (int64_t j = std::max<int64_t>(0, 2 * q - 1); j <= std::min<int64_t>(7, 2 * q + 1); ++j)
+          m = std::max(m, x[size_t(i * 8 + j)]);
+      ASSERT_EQ(y[size_t(p * ys.w + q)], m);
+    }
+  Vec dx(x.size());
+  cpu::maxpool_backward(View<double>(dx.data(), xs), View<double>(r.data(), ys), View<double>(x.data(), xs), g);
+  check_gradient(x, dx, loss, "maxpool dx");
+}
+
+TEST(CpuPool, AvgPoolOddSizesFloorAndBackward) {
+  std::mt19937_64 rng(test::fresh_seed());
+  const PoolGeom g{2, 2, 0};
+  const Shape xs{2, 2, 9, 7}, ys{2, 2, 4, 3};
+  ASSERT_EQ(g.out_size(9), 4);
+  Vec x = random_doubles(size_t(xs.numel()), rng), y(size_t(ys.numel())), r = random_doubles(y.size(), rng);
+  auto loss = [&] {
+    cpu::avgpool_forward(View<double>(y.data(), ys), View<double>(x.data(), xs), g);
+    return dot(r, y);
+  };
+  loss();
+  EXPECT_NEAR(y[0], (x[0] + x[1] + x[7] + x[8]) / 4, 1e-15);
+  Vec dx(x.size(), std::nan(""));
+  cpu::avgpool_backward(View<double>(dx.data(), xs), View<double>(r.data(), ys), g);
+  check_gradient(x, dx, loss, "avgpool dx");
+  EXPECT_EQ(dx[size_t(8 * 7 + 6)], 0.0);  // last row/column: no window covers it
+}
+
+TEST(CpuPool, GlobalAveragePool) {
+  std::mt19937_64 rng(test::fresh_seed());
+  const Shape xs{3, 4, 5, 2}, ys{3, 4, 1, 1};
+  Vec x = random_doubles(size_t(xs.numel()), rng), y(size_t(ys.numel())), r = random_doubles(y.size(), rng);
+  auto loss = [&] {
+    cpu::global_avgpool_forward(View<double>(y.data(), ys), View<double>(x.data(), xs));
+    return dot(r, y);
+  };
+  loss();
+  Vec dx(x.size());
+  cpu::global_avgpool_backward(View<double>(dx.data(), xs), View<double>(r.data(), ys));
+  check_gradient(x, dx, loss, "global avgpool dx");
+}
+
+// ---- dense layer and head ------------------------------------------------------------------
+
+TEST(CpuDense, BackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(test::fresh_seed());
+  const int64_t N = 3, IN = 7, OUT = 5;
+  Vec x = random_doubles(N * IN, rng), k = random_doubles(IN * OUT, rng), b = random_doubles(OUT, rng);
+  Vec y(N * OUT), r = random_doubles(N * OUT, rng);
+  auto loss = [&] {
+    cpu::dense_forward(y.data(), x.data(), k.data(), b.data(), N, IN, OUT);
+    return dot(r, y);
+  };
+  loss();
+  EXPECT_NEAR(y[OUT + 2], b[2] + [&] { double s = 0; for (int i = 0; i < IN; ++i) s += x[IN + i] * k[i * OUT + 2]; return s; }(), 1e-14);
+  Vec dx(x.size()), dk(k.size()), db(b.size());
+  cpu::dense_backward(dx.data(), dk.data(), db.data(), r.data(), x.data(), k.data(), N, IN, OUT);
+  check_gradient(x, dx, loss, "dense dx");
+  check_gradient(k, dk, loss, "dense dkernel");
+  check_gradient(b, db, loss, "dense dbias");
+}
+
+TEST(CpuHead, WeightedBceClosedFormGradientAndStability) {
+  std::mt19937_64 rng(test::fresh_seed());
+  const int64_t N = 4, K = 3;
+  Vec z = random_doubles(N * K, rng, -4, 4), wp{0.9, 0.7, 0.2}, wn{0.1, 0.3, 0.8};
+  Vec y{1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1, 0}, dz(N * K);
+  double l = 0;
+  auto loss = [&] {
+    Vec scratch(N * K);
+    cpu::weighted_bce(&l, scratch.data(), z.data(), y.data(), wp.data(), wn.data(), N, K);
+    return l;
+  };
+  cpu::weighted_bce(&l, dz.data(), z.data(), y.data(), wp.data(), wn.data(), N, K);
+  double closed = 0;
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t k = 0; k < K; ++k) {
+      const double s = 1 / (1 + std::exp(-z[size_t(i * K + k)])), t = y[size_t(i * K + k)];
+      closed -= (wp[size_t(k)] * t * std::log(s) + wn[size_t(k)] * (1 - t) * std::log(1 - s)) / N;
+    }
+  EXPECT_NEAR(l, closed, 1e-12);
+  check_gradient(z, dz, loss, "bce dz");
+  // Logits of +-100: finite loss, gradient at its limits.
+  Vec zz{100, -100, 100, -100}, yy{1, 0, 0, 1}, d(4), w1{1, 1, 1, 1}, w2{1, 1, 1, 1};
+  cpu::weighted_bce(&l, d.data(), zz.data(), yy.data(), w1.data(), w2.data(), 1, 4);
+  EXPECT_TRUE(std::isfinite(l));
+  EXPECT_NEAR(l, 200.0, 1e-9);  // the two wrong ones cost 100 each
+  EXPECT_NEAR(d[0], 0, 1e-12);
+  EXPECT_NEAR(d[2], 1, 1e-12);
+  EXPECT_NEAR(d[3], -1, 1e-12);
+}
+
+}  // namespace
+}  // namespace cxr

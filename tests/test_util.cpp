@@ -1,0 +1,65 @@
+#include "test_util.h"
+
+#include <sys/stat.h>
+
+namespace cxr::test {
+
+uint64_t fresh_seed() {
+  std::random_device rd;
+  return (uint64_t(rd()) << 32) ^ rd();
+}
+
+std::vector<float> random_vector(size_t n, uint64_t seed, float lo, float hi) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return std::numeric_limits<double>::infinity();
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+DeviceBuffer::DeviceBuffer(Backend& be, size_t count) : be_(be), count_(count) {
+  ptr_ = static_cast<float*>(be_.allocate(sizeof(float) * std::max<size_t>(count, 1)));
+}
+DeviceBuffer::DeviceBuffer(Backend& be, const std::vector<float>& host) : DeviceBuffer(be, host.size()) {
+  upload(host);
+}
+DeviceBuffer::~DeviceBuffer() { be_.release(ptr_); }
+
+std::vector<float> DeviceBuffer::host() const {
+  std::vector<float> v(count_);
+  be_.copy_to_host(v.data(), ptr_, sizeof(float) * count_);
+  be_.synchronize();
+  return v;
+}
+void DeviceBuffer::upload(const std::vector<float>& host) {
+  CXR_CHECK(host.size() == count_, "upload of ", host.size(), " values into a buffer of ", count_);
+  be_.copy_to_device(ptr_, host.data(), sizeof(float) * count_);
+}
+void DeviceBuffer::poison() { be_.fill(ptr_, std::numeric_limits<float>::quiet_NaN(), int64_t(count_)); }
+
+std::unique_ptr<Backend> cuda_or_null(std::string* reason) {
+  if (cuda_device_count() == 0) {
+    *reason = cuda_unavailable_reason();
+    return nullptr;
+  }
+  return make_cuda_backend(0);
+}
+
+std::string shared_path(const std::string& rel) {
+  const std::string p = std::string(CXR_SHARED_DIR) + "/" + rel;
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 ? p : std::string();
+}
+
+}  // namespace cxr::test

@@ -1,0 +1,60 @@
+// Shared helpers for the tests: fresh random inputs, poisoned outputs, norm-wise comparison, and
+// moving data between host vectors and a backend.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/backend.h"
+
+namespace cxr::test {
+
+// A fresh seed per call (std::random_device), printed by the caller on failure for reproduction.
+uint64_t fresh_seed();
+std::vector<float> random_vector(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f);
+
+// ||a - b|| / ||b|| in double; infinite if either contains a NaN or infinity.
+double rel_error(const std::vector<float>& a, const std::vector<float>& b);
+
+// A buffer on a backend, filled from or read back to a host vector. Poisoned (NaN) on request so
+// that an element an op fails to write fails the comparison.
+class DeviceBuffer {
+ public:
+  DeviceBuffer(Backend& be, size_t count);
+  DeviceBuffer(Backend& be, const std::vector<float>& host);
+  ~DeviceBuffer();
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  float* data() const { return ptr_; }
+  size_t size() const { return count_; }
+  std::vector<float> host() const;
+  void upload(const std::vector<float>& host);
+  void poison();  // fill with NaN
+  Tensor tensor(Shape s) const { return Tensor(ptr_, s, be_.device()); }
+  Tensor tensor(Shape s, int64_t batch_stride) const { return Tensor(ptr_, s, batch_stride, be_.device()); }
+
+ private:
+  Backend& be_;
+  float* ptr_ = nullptr;
+  size_t count_ = 0;
+};
+
+// Returns a CUDA backend, or nullptr after recording why (use with GTEST_SKIP() << reason).
+std::unique_ptr<Backend> cuda_or_null(std::string* reason);
+
+// Path under ../shared (the real NIH data); empty string if it does not exist.
+std::string shared_path(const std::string& rel);
+
+}  // namespace cxr::test
+
+// Skips the current test with a message when no CUDA device is present.
+#define CXR_REQUIRE_CUDA(backend_var)                                                   \
+  std::string cxr_skip_reason_;                                                          \
+  auto backend_var = ::cxr::test::cuda_or_null(&cxr_skip_reason_);                       \
+  if (!backend_var) GTEST_SKIP() << "no CUDA device: " << cxr_skip_reason_

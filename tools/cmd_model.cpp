@@ -1,0 +1,181 @@
+// cxr model-info and cxr bench.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "engine/init.h"
+#include "engine/model.h"
+#include "tools/commands.h"
+
+namespace cxr::cli {
+
+namespace {
+
+size_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return size_t(u.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+struct ModelInfoOptions {
+  std::string arch = "densenet121";
+  int64_t classes = 14, size = 320;
+  bool json = false;
+};
+
+void run_model_info(const ModelInfoOptions& o) {
+  auto be = make_cpu_backend();  // planning only: a batch of 1 on the host
+  DenseNet net(*be, DenseNetConfig::from_arch(o.arch, o.classes), 1, o.size, o.size, /*trainable=*/false);
+  const auto& t = net.table();
+  int64_t state = t.state_count();
+  if (o.json) {
+    nlohmann::json j;
+    j["arch"] = o.arch;
+    j["classes"] = o.classes;
+    j["image_size"] = o.size;
+    j["trainable_parameters"] = t.trainable_count();
+    j["non_trainable_parameters"] = state;
+    j["weight_tensors"] = t.size();
+    for (const auto& l : net.layers())
+      j["layers"].push_back({{"name", l.name}, {"kind", l.kind}, {"output", {l.out.c, l.out.h, l.out.w}},
+                             {"parameters", l.params}});
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("%-22s %-16s %-18s %12s\n", "layer", "kind", "output (C,H,W)", "parameters");
+  for (const auto& l : net.layers()) {
+    char shape[64];
+    std::snprintf(shape, sizeof shape, "(%ld, %ld, %ld)", long(l.out.c), long(l.out.h), long(l.out.w));
+    std::printf("%-22s %-16s %-18s %12ld\n", l.name.c_str(), l.kind.c_str(), shape, long(l.params));
+  }
+  std::printf("\n%s, %ld classes, input 3x%ldx%ld\n", o.arch.c_str(), long(o.classes), long(o.size), long(o.size));
+  std::printf("trainable parameters:     %12ld\n", long(t.trainable_count()));
+  std::printf("non-trainable (BN stats): %12ld\n", long(state));
+  std::printf("total:                    %12ld\n", long(t.trainable_count() + state));
+  std::printf("weight tensors:           %12d\n", t.size());
+}
+
+struct BenchOptions {
+  int64_t batch = 8, size = 128, steps = 5, warmup = 1;
+  std::string device = "auto", precision = "fp32", arch = "densenet121";
+  bool inference = false, json = false;
+};
+
+void run_bench(const BenchOptions& o) {
+  if (o.precision != "fp32")
+    CXR_FAIL("--precision ", o.precision, ": this build runs fp32 only (reduced precision is issue 7's work)");
+  CXR_CHECK(o.steps >= 1 && o.warmup >= 0, "--steps must be >= 1 and --warmup >= 0");
+  auto be = make_backend(o.device);
+  const size_t rss_before = peak_rss_bytes();
+  DenseNet net(*be, DenseNetConfig::from_arch(o.arch), o.batch, o.size, o.size, !o.inference);
+  std::vector<float> params, state;
+  init_keras_default(net.table(), params, state, 1);
+  net.set_weights(params, state);
+
+  // Random inputs and labels (fixed seed); loss weights from the batch's label frequencies.
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> normal;
+  std::bernoulli_distribution coin(0.2);
+  const int64_t K = net.config().classes;
+  std::vector<float> x(size_t(net.input().numel())), y(size_t(o.batch * K)), wp(size_t(K)), wn(size_t(K));
+  for (auto& v : x) v = normal(rng);
+  for (auto& v : y) v = coin(rng) ? 1.0f : 0.0f;
+  for (int64_t k = 0; k < K; ++k) {
+    double pos = 0;
+    for (int64_t i = 0; i < o.batch; ++i) pos += y[size_t(i * K + k)];
+    wp[size_t(k)] = float(1 - pos / double(o.batch));
+    wn[size_t(k)] = float(pos / double(o.batch));
+  }
+  be->copy_to_device(net.input().data, x.data(), sizeof(float) * x.size());
+  be->copy_to_device(net.labels(), y.data(), sizeof(float) * y.size());
+  be->copy_to_device(net.w_pos(), wp.data(), sizeof(float) * wp.size());
+  be->copy_to_device(net.w_neg(), wn.data(), sizeof(float) * wn.size());
+  be->synchronize();
+
+  std::fprintf(stderr, "cxr bench: %s on %s, batch %ld, %ldx%ld, %s, arena %s\n", o.arch.c_str(),
+               be->name().c_str(), long(o.batch), long(o.size), long(o.size),
+               o.inference ? "inference" : "training step (forward + backward)",
+               format_bytes(double(net.plan().total_bytes())).c_str());
+  std::vector<double> times;
+  for (int64_t i = 0; i < o.warmup + o.steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (o.inference) {
+      net.forward(false);
+    } else {
+      net.forward(true);
+      net.loss();
+      net.backward();
+    }
+    be->synchronize();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const bool warm = i < o.warmup;
+    if (!warm) times.push_back(dt);
+    std::fprintf(stderr, "  step %ld/%ld%s: %.3f s (%.1f images/s)\n", long(i + 1), long(o.warmup + o.steps),
+                 warm ? " (warm-up)" : "", dt, double(o.batch) / dt);
+  }
+  std::sort(times.begin(), times.end());
+  const double median = times[times.size() / 2];
+  const double ips = double(o.batch) / median;
+  const size_t peak = be->device() == Device::CPU ? peak_rss_bytes() : be->peak_allocated_bytes();
+  if (o.json) {
+    nlohmann::json j{{"arch", o.arch},
+                     {"device", be->name()},
+                     {"batch", o.batch},
+                     {"size", o.size},
+                     {"mode", o.inference ? "inference" : "train"},
+                     {"steps", o.steps},
+                     {"median_step_seconds", median},
+                     {"images_per_second", ips},
+                     {"peak_bytes", peak},
+                     {"peak_bytes_kind", be->device() == Device::CPU ? "process peak RSS" : "device allocations"},
+                     {"arena_bytes", net.plan().total_bytes()},
+                     {"rss_before_model_bytes", rss_before}};
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("device              %s\n", be->name().c_str());
+  std::printf("step                %s, batch %ld, %ldx%ld\n", o.inference ? "inference" : "train",
+              long(o.batch), long(o.size), long(o.size));
+  std::printf("median step         %.4f s over %ld steps\n", median, long(o.steps));
+  std::printf("images/s            %.2f\n", ips);
+  std::printf("arena (planned)     %s\n", format_bytes(double(net.plan().total_bytes())).c_str());
+  std::printf("peak memory         %s (%s)\n", format_bytes(double(peak)).c_str(),
+              be->device() == Device::CPU ? "process peak RSS" : "device allocations");
+}
+
+}  // namespace
+
+void add_model_commands(CLI::App& app) {
+  auto mi = std::make_shared<ModelInfoOptions>();
+  CLI::App* info = app.add_subcommand("model-info", "Print the layer table and parameter counts");
+  info->add_option("--arch", mi->arch, "densenet121, densenet169 or densenet201")
+      ->check(CLI::IsMember({"densenet121", "densenet169", "densenet201"}))
+      ->capture_default_str();
+  info->add_option("--classes", mi->classes, "Number of output classes")->capture_default_str();
+  info->add_option("--size", mi->size, "Input image size for the output shapes")->capture_default_str();
+  info->add_flag("--json", mi->json, "Machine-readable output on stdout");
+  info->callback([mi] { run_model_info(*mi); });
+
+  auto bo = std::make_shared<BenchOptions>();
+  CLI::App* bench = app.add_subcommand("bench", "Time training steps (or inference) on random data");
+  bench->add_option("--batch", bo->batch, "Batch size")->capture_default_str();
+  bench->add_option("--size", bo->size, "Image size (square)")->capture_default_str();
+  bench->add_option("--steps", bo->steps, "Timed steps")->capture_default_str();
+  bench->add_option("--warmup", bo->warmup, "Untimed warm-up steps")->capture_default_str();
+  bench->add_option("--device", bo->device, "cpu, cuda or auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  bench->add_option("--precision", bo->precision, "fp32 (tf32, bf16, fp16: not in this build)")
+      ->capture_default_str();
+  bench->add_option("--arch", bo->arch, "densenet121, densenet169 or densenet201")->capture_default_str();
+  bench->add_flag("--inference", bo->inference, "Time inference instead of a training step");
+  bench->add_flag("--json", bo->json, "Machine-readable output on stdout");
+  bench->callback([bo] { run_bench(*bo); });
+}
+
+}  // namespace cxr::cli

@@ -1,0 +1,22 @@
+// cxr: train, evaluate and explain chest X-ray classifiers (DenseNet121 on CPU or CUDA).
+#include <cstdio>
+#include <exception>
+
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"cxr: a chest X-ray diagnosis engine (DenseNet121 on CPU or CUDA)", "cxr"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "cxr 0.1.0");
+  cxr::cli::add_model_commands(app);
+  cxr::cli::add_data_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cxr: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
