@@ -68,6 +68,10 @@ void check_gradient(Vec& x, const Vec& analytic, const std::function<double()>& 
 struct ConvCase {
   int64_t n, c, h, w, k, r, stride, pad;
 };
+void PrintTo(const ConvCase& p, std::ostream* os) {
+  *os << "x(" << p.n << "," << p.c << "," << p.h << "," << p.w << ") k" << p.k << " " << p.r << "x" << p.r
+      << "/" << p.stride << " pad " << p.pad;
+}
 
 class CpuConv : public ::testing::TestWithParam<ConvCase> {};
 

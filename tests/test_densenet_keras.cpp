@@ -50,7 +50,7 @@ class H5File {
 class DenseNetVsKeras : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    fixture_ = new H5File(std::string(CXR_SOURCE_DIR) + "/tests/fixtures/densenet121_keras.h5");
+    fixture_ = new H5File(test::source_path("tests/fixtures/densenet121_keras.h5"));
     be_ = make_cpu_backend().release();
     net_ = new DenseNet(*be_, DenseNetConfig::from_arch("densenet121", 14), 2, 72, 72);
     init_test_generator(net_->table(), params_, state_);

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <cstdlib>
+
 namespace cxr::test {
 
 uint64_t fresh_seed() {
@@ -56,8 +58,14 @@ std::unique_ptr<Backend> cuda_or_null(std::string* reason) {
   return make_cuda_backend(0);
 }
 
+std::string source_path(const std::string& rel) {
+  const char* env = std::getenv("CXR_SOURCE_DIR");  // set where the tests run away from the build tree
+  return std::string(env && *env ? env : CXR_SOURCE_DIR) + "/" + rel;
+}
+
 std::string shared_path(const std::string& rel) {
-  const std::string p = std::string(CXR_SHARED_DIR) + "/" + rel;
+  const char* env = std::getenv("CXR_SHARED_DIR");
+  const std::string p = std::string(env && *env ? env : CXR_SHARED_DIR) + "/" + rel;
   struct stat st;
   return stat(p.c_str(), &st) == 0 ? p : std::string();
 }

@@ -48,7 +48,9 @@ class DeviceBuffer {
 // Returns a CUDA backend, or nullptr after recording why (use with GTEST_SKIP() << reason).
 std::unique_ptr<Backend> cuda_or_null(std::string* reason);
 
-// Path under ../shared (the real NIH data); empty string if it does not exist.
+// Path of a file in the source tree ($CXR_SOURCE_DIR, else the configured source directory).
+std::string source_path(const std::string& rel);
+// Path under ../shared (the real NIH data; $CXR_SHARED_DIR overrides); empty if it does not exist.
 std::string shared_path(const std::string& rel);
 
 }  // namespace cxr::test

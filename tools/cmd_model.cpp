@@ -82,7 +82,8 @@ void run_bench(const BenchOptions& o) {
   std::normal_distribution<float> normal;
   std::bernoulli_distribution coin(0.2);
   const int64_t K = net.config().classes;
-  std::vector<float> x(size_t(net.input().numel())), y(size_t(o.batch * K)), wp(size_t(K)), wn(size_t(K));
+  std::vector<float> x(static_cast<size_t>(net.input().numel())), y(static_cast<size_t>(o.batch * K));
+  std::vector<float> wp(static_cast<size_t>(K)), wn(static_cast<size_t>(K));
   for (auto& v : x) v = normal(rng);
   for (auto& v : y) v = coin(rng) ? 1.0f : 0.0f;
   for (int64_t k = 0; k < K; ++k) {

@@ -1,0 +1,125 @@
+// Data pipeline throughput: `cxr prepare` on the real 1024x1024 NIH PNGs (images per second per
+// core; target >= 120) and the loader from a packed 320x320 file to normalised batches (target
+// >= 5,000 images/s). Real images: NIH ChestX-ray14 (https://nihcc.app.box.com/v/ChestXray-NIHCC;
+// Wang et al., CVPR 2017; data provided by the NIH Clinical Center), read from ../shared/data/nih-1024
+// (or $CXR_SHARED_DIR/data/nih-1024).
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include "io/csv.h"
+#include "io/image.h"
+#include "io/loader.h"
+#include "io/packed.h"
+#include "io/prepare.h"
+#include "io/synth.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace cxr::io;
+
+std::string shared_data(const std::string& rel) {
+  const char* env = std::getenv("CXR_SHARED_DIR");
+  const fs::path base = env ? fs::path(env) : fs::path(__FILE__).parent_path() / ".." / ".." / "shared";
+  const fs::path p = base / "data" / rel;
+  return fs::exists(p) ? p.string() : std::string();
+}
+
+std::string scratch(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("cxr_bench_" + std::to_string(getpid()));
+  fs::create_directories(d);
+  return (d / name).string();
+}
+
+// Decode + resize of one real 1024x1024 PNG (single thread).
+void BM_DecodeResize1024(benchmark::State& state) {
+  const std::string dir = shared_data("nih-1024");
+  if (dir.empty()) return state.SkipWithError("../shared/data/nih-1024 absent");
+  std::vector<std::string> files;
+  for (auto& [name, path] : scan_images(dir))
+    if (path.size() > 4 && path.substr(path.size() - 4) == ".png") files.push_back(path);
+  const int S = static_cast<int>(state.range(0));
+  std::vector<uint8_t> out(S * S);
+  size_t k = 0;
+  for (auto _ : state) {
+    GreyImage img;
+    std::string err;
+    if (!decode_grey(files[k++ % files.size()], &img, &err)) return state.SkipWithError(err.c_str());
+    resize_grey(out.data(), S, S, img.pixels.data(), img.width, img.height, ResizeFilter::Mitchell, 1.5);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["images/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_DecodeResize1024)->Arg(320)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The whole `cxr prepare` (CSV, scan, decode, resize, HDF5 write) of the 100 images, N threads.
+void BM_Prepare1024(benchmark::State& state) {
+  const std::string dir = shared_data("nih-1024");
+  if (dir.empty()) return state.SkipWithError("../shared/data/nih-1024 absent");
+  const std::string labels = shared_data("nih-labels/Data_Entry_2017_v2020.csv");
+  if (labels.empty()) return state.SkipWithError("../shared/data/nih-labels absent");
+  // nih-1024 has no CSV of its own: the official rows of its 100 images (missing ones are skipped).
+  static std::string csv;
+  if (csv.empty()) {
+    std::set<std::string> have;
+    for (auto& [name, path] : scan_images(dir)) have.insert(name);
+    std::vector<LabelRow> rows;
+    for (auto& r : read_label_csv(labels))
+      if (have.count(r.image)) rows.push_back(r);
+    csv = scratch("nih1024.csv");
+    write_label_csv(csv, rows);
+  }
+  PrepareOptions o;
+  o.csv = csv;
+  o.images_dir = dir;
+  o.size = 320;
+  o.threads = static_cast<int>(state.range(0));
+  o.quiet = true;
+  int64_t images = 0;
+  for (auto _ : state) {
+    o.out = scratch("prepare.h5");
+    fs::remove(o.out);
+    images += prepare_dataset(o).written;
+  }
+  state.counters["images/s"] = benchmark::Counter(static_cast<double>(images), benchmark::Counter::kIsRate);
+  state.counters["images/s/core"] =
+      benchmark::Counter(static_cast<double>(images) / static_cast<double>(o.threads), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Prepare1024)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+
+// Loader: packed 320x320 file -> shuffled, flipped, sample-normalised float batches of 32.
+void BM_Loader320(benchmark::State& state) {
+  static std::string path;
+  const int S = 320;
+  if (path.empty()) {
+    path = scratch("loader.h5");
+    SynthOptions so;
+    so.patients = 400, so.size = S;
+    SynthResult r = synth_labels(so);
+    r.rows.resize(std::min<size_t>(r.rows.size(), 1024));
+    std::vector<Split> split(r.rows.size(), Split::Train);
+    PackedMeta meta;
+    meta.image_size = S;
+    PackedWriter w(path, r.rows, split, meta);
+    for (size_t i = 0; i < r.rows.size(); ++i) w.write_image(i, synth_image(r.rows[i], S, 0, nullptr).data());
+    w.finish();
+  }
+  PackedDataset d(path);
+  LoaderOptions o = LoaderOptions::train(32, 1);
+  o.norm.mode = state.range(0) ? NormMode::Sample : NormMode::ImageNet;
+  o.normalize = true;
+  Loader l(d, o);
+  int64_t images = 0, epoch = 0;
+  for (auto _ : state) {
+    l.start_epoch(epoch++);
+    while (const Batch* b = l.next()) images += b->size;
+  }
+  state.counters["images/s"] = benchmark::Counter(static_cast<double>(images), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Loader320)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace

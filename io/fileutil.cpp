@@ -1,0 +1,66 @@
+#include "io/fileutil.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "engine/error.h"
+
+namespace cxr::io {
+
+std::string temp_path_for(const std::string& path) {
+  return path + ".tmp." + std::to_string(static_cast<long>(getpid()));
+}
+
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
+  const std::string tmp = temp_path_for(path);
+  try {
+    write(tmp);
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot rename temporary file into place: " + ec.message());
+  }
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream f(tmp, std::ios::binary);
+    if (!f) throw Error(tmp + ": cannot open for writing");
+    f << text;
+    f.close();
+    if (!f) throw Error(tmp + ": write failed");
+  });
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open for reading");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    size_t len = end - start;
+    if (len > 0 && text[start + len - 1] == '\r') --len;
+    lines.emplace_back(text, start, len);
+    start = end + 1;
+  }
+  return lines;
+}
+
+}  // namespace cxr::io

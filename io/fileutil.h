@@ -1,0 +1,25 @@
+// Small file helpers shared by the io library: atomic writes (temporary file in the same directory,
+// then rename) and line splitting.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace cxr::io {
+
+// "<path>.tmp.<pid>": a temporary name in the same directory as path (so rename is atomic).
+std::string temp_path_for(const std::string& path);
+
+// Calls write(tmp_path), then renames tmp_path to path. Removes the temporary file on failure.
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
+
+// Writes text to path atomically.
+void write_text_file(const std::string& path, const std::string& text);
+
+// Reads a whole file; throws cxr::Error naming the path when it cannot be read.
+std::string read_text_file(const std::string& path);
+
+// Splits text into lines (LF or CRLF), keeping empty lines so that index+1 is the line number.
+std::vector<std::string> split_lines(const std::string& text);
+
+}  // namespace cxr::io

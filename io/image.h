@@ -1,0 +1,44 @@
+// Image decoding (stb_image: PNG 8/16-bit grey/RGB/RGBA, JPEG, ...) to 8-bit grey, antialiased
+// resizing (stb_image_resize), and PNG writing (stb_image_write).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cxr::io {
+
+struct GreyImage {
+  int width = 0, height = 0;
+  std::vector<uint8_t> pixels;  // (height, width), row-major
+};
+
+// Decodes a file to 8-bit grey. Colour is converted with ITU-R BT.601 luma (0.299, 0.587, 0.114),
+// alpha is ignored, 16-bit samples are scaled to 8 bits with rounding (v * 255 / 65535).
+// Returns false and sets *error (e.g. "empty file", stb_image's reason) when the file cannot be decoded.
+bool decode_grey(const std::string& path, GreyImage* out, std::string* error);
+bool decode_grey_memory(const uint8_t* data, size_t size, GreyImage* out, std::string* error);
+
+enum class ResizeFilter {
+  Box,       // area average; for an integer factor exactly the mean of each k x k block
+  Triangle,  // bilinear (tent) scaled to the output pixel when downsampling
+  Mitchell,  // Mitchell-Netravali B=C=1/3, scaled to the output pixel when downsampling (default)
+};
+
+// Resizes grey (h, w) to (out_h, out_w). Downsampling widens the filter to the output pixel's
+// footprint (antialiasing); edges are clamped.
+// reducing_gap > 0 (as Pillow's `reducing_gap`): first average r x r blocks exactly, with
+// r = floor(scale / reducing_gap), then resample the reduced image with `filter`. Much faster for
+// large factors (stb_image_resize v1 costs ~8 ms for 1024 -> 320; the 2x2 mean + 512 -> 320 ~3x
+// less); with a gap >= 1.5 the result differs from direct resampling by a few grey levels.
+// A partial block at the right/bottom edge averages the pixels it has.
+void resize_grey(uint8_t* out, int out_w, int out_h, const uint8_t* in, int in_w, int in_h,
+                 ResizeFilter filter = ResizeFilter::Mitchell, double reducing_gap = 0.0);
+
+// Exact r x r block mean (rounded to nearest): out is (ceil(h / r), ceil(w / r)).
+void reduce_box(std::vector<uint8_t>* out, int* out_w, int* out_h, const uint8_t* in, int in_w, int in_h, int r);
+
+// Write an 8-bit image (channels 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA), atomically; throw cxr::Error on failure.
+void write_png(const std::string& path, const uint8_t* pixels, int width, int height, int channels);
+void write_jpg(const std::string& path, const uint8_t* pixels, int width, int height, int channels, int quality = 95);
+
+}  // namespace cxr::io

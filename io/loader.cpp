@@ -1,0 +1,166 @@
+#include "io/loader.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/error.h"
+
+namespace cxr::io {
+
+HostAllocator default_host_allocator() {
+  return {[](size_t bytes) -> void* {
+            void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+            if (!p) throw Error("loader: cannot allocate " + std::to_string(bytes) + " bytes");
+            return p;
+          },
+          [](void* p) { std::free(p); }};
+}
+
+// One batch's memory, from the allocator hook.
+struct Loader::Buffer {
+  HostAllocator alloc;
+  int64_t* indices = nullptr;
+  uint8_t* pixels = nullptr;
+  float* input = nullptr;
+  float* labels = nullptr;
+  uint8_t* flipped = nullptr;
+  Batch batch;
+  template <typename T>
+  T* get(size_t n) {
+    return static_cast<T*>(alloc.allocate(std::max<size_t>(n, 1) * sizeof(T)));
+  }
+  Buffer(const HostAllocator& a, int64_t b, int64_t hw, bool normalize) : alloc(a) {
+    indices = get<int64_t>(b);
+    pixels = get<uint8_t>(b * hw);
+    if (normalize) input = get<float>(b * 3 * hw);
+    labels = get<float>(b * kNumClasses);
+    flipped = get<uint8_t>(b);
+  }
+  ~Buffer() {
+    for (void* p : {static_cast<void*>(indices), static_cast<void*>(pixels), static_cast<void*>(input),
+                    static_cast<void*>(labels), static_cast<void*>(flipped)})
+      if (p) alloc.release(p);
+  }
+};
+
+Loader::Loader(const PackedDataset& data, const LoaderOptions& opt) : data_(data), opt_(opt) {
+  CXR_CHECK(opt_.batch > 0, "batch size ", opt_.batch);
+  if (!opt_.allocator.allocate) opt_.allocator = default_host_allocator();
+  set_ = data_.indices(opt_.split);
+  for (int k = 0; k < 2; ++k)
+    bufs_.push_back(std::make_unique<Buffer>(opt_.allocator, opt_.batch, data_.image_bytes(), opt_.normalize));
+}
+
+Loader::~Loader() { stop_worker(); }
+
+int64_t Loader::batches_per_epoch() const {
+  const int64_t n = images(), b = opt_.batch;
+  return opt_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+std::vector<int64_t> Loader::epoch_order(int64_t epoch) const {
+  std::vector<int64_t> order = set_;
+  if (opt_.shuffle) {
+    Rng rng(mix64(opt_.seed ^ 0x10ADE5ull) ^ mix64(static_cast<uint64_t>(epoch) + 1));
+    shuffle(order, rng);
+  }
+  return order;
+}
+
+void Loader::stop_worker() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Loader::start_epoch(int64_t epoch) {
+  stop_worker();
+  std::vector<int64_t> order = epoch_order(epoch);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = false;
+    epoch_ = epoch;
+    order_ = std::move(order);
+    produced_ = consumed_ = 0;
+    total_ = batches_per_epoch();
+    error_ = nullptr;
+  }
+  thread_ = std::thread([this] { worker(); });
+}
+
+void Loader::fill(Buffer& b, int64_t epoch, int64_t index, const std::vector<int64_t>& order) {
+  const int64_t B = opt_.batch;
+  const int64_t n = std::min<int64_t>(B, static_cast<int64_t>(order.size()) - index * B);
+  const int S = data_.image_size();
+  const int64_t hw = data_.image_bytes();
+  std::copy(order.begin() + index * B, order.begin() + index * B + n, b.indices);
+  data_.read_batch(b.indices, n, b.pixels);
+  const std::vector<uint8_t>& labels = data_.labels();
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t i = b.indices[k];
+    for (int c = 0; c < kNumClasses; ++c) b.labels[k * kNumClasses + c] = labels[i * kNumClasses + c];
+    // The flip of an image is a function of (seed, epoch, image): reproducible whatever the batching.
+    b.flipped[k] = opt_.flip && (mix64(opt_.seed ^ mix64(static_cast<uint64_t>(epoch) * 0x9E37ull + 7) ^
+                                       mix64(static_cast<uint64_t>(i) + 0xF11Full)) & 1u);
+    if (b.flipped[k]) {
+      uint8_t* img = b.pixels + k * hw;
+      for (int y = 0; y < S; ++y) std::reverse(img + y * S, img + (y + 1) * S);
+    }
+  }
+  if (opt_.normalize) normalize_cpu(b.input, b.pixels, n, hw, opt_.norm);
+  b.batch.size = n;
+  b.batch.epoch = epoch;
+  b.batch.index = index;
+  b.batch.indices = b.indices;
+  b.batch.pixels = b.pixels;
+  b.batch.input = opt_.normalize ? b.input : nullptr;
+  b.batch.labels = b.labels;
+  b.batch.flipped = b.flipped;
+}
+
+void Loader::worker() {
+  for (;;) {
+    int64_t k, epoch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      // Batch k goes to buffer k % 2, free once the consumer has moved past batch k - 2.
+      cv_.wait(lock, [&] { return stop_ || (produced_ < total_ && produced_ < consumed_ + 1); });
+      if (stop_) return;
+      k = produced_;
+      epoch = epoch_;
+    }
+    try {
+      fill(*bufs_[k % 2], epoch, k, order_);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu_);
+      error_ = std::current_exception();
+      cv_.notify_all();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++produced_;
+    }
+    cv_.notify_all();
+  }
+}
+
+const Batch* Loader::next() {
+  std::unique_lock<std::mutex> lock(mu_);
+  CXR_CHECK(thread_.joinable() || total_ == 0 || consumed_ >= total_, "Loader::next() before start_epoch()");
+  // consumed_ counts batches handed out; handing out batch k releases batch k - 1's buffer, which
+  // the worker may then fill with batch k + 1.
+  if (consumed_ >= total_) return nullptr;
+  cv_.notify_all();
+  cv_.wait(lock, [&] { return produced_ > consumed_ || error_; });
+  if (error_) std::rethrow_exception(error_);
+  const int64_t k = consumed_++;
+  cv_.notify_all();
+  return &bufs_[k % 2]->batch;
+}
+
+}  // namespace cxr::io

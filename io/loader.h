@@ -1,0 +1,99 @@
+// Batches from a packed file. Training pipelines reshuffle every epoch (order = f(seed, epoch):
+// same seed, same orders; different epochs, different orders) and may flip images horizontally;
+// evaluation pipelines never shuffle or augment and yield every image of the set exactly once, the
+// last partial batch included. Batches are assembled on a background thread, double-buffered, into
+// memory from an allocator hook (the CUDA side passes pinned host memory).
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "io/normalize.h"
+#include "io/packed.h"
+
+namespace cxr::io {
+
+// Host memory for batch buffers; default: aligned new/delete.
+struct HostAllocator {
+  std::function<void*(size_t bytes)> allocate;
+  std::function<void(void* p)> release;
+};
+HostAllocator default_host_allocator();
+
+struct LoaderOptions {
+  Split split = Split::Train;
+  int batch = 32;
+  bool shuffle = false;          // training: new order every epoch
+  bool flip = false;             // training: random horizontal flip, p = 0.5 per image
+  bool drop_last = false;        // training may drop the last partial batch; eval never should
+  uint64_t seed = 0;
+  bool normalize = true;         // fill Batch::input on the host; false: only Batch::pixels (GPU normalises)
+  NormParams norm;
+  HostAllocator allocator;       // empty: default_host_allocator()
+  static LoaderOptions train(int batch, uint64_t seed) {
+    LoaderOptions o;
+    o.split = Split::Train, o.batch = batch, o.shuffle = true, o.flip = true, o.seed = seed;
+    return o;
+  }
+  static LoaderOptions eval(Split s, int batch) {
+    LoaderOptions o;
+    o.split = s, o.batch = batch;
+    return o;
+  }
+};
+
+// One batch; valid until the next call to Loader::next() or start_epoch().
+struct Batch {
+  int64_t size = 0;               // images in this batch (<= options.batch)
+  int64_t epoch = 0, index = 0;   // batch index within the epoch
+  const int64_t* indices = nullptr;  // (size) dataset indices
+  const uint8_t* pixels = nullptr;   // (size, S, S) uint8, flipped when flip is on
+  const float* input = nullptr;      // (size, 3, S, S) normalised (when options.normalize)
+  const float* labels = nullptr;     // (size, 14) 0/1
+  const uint8_t* flipped = nullptr;  // (size) 1 when image k was flipped
+};
+
+class Loader {
+ public:
+  Loader(const PackedDataset& data, const LoaderOptions& opt);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  int64_t images() const { return static_cast<int64_t>(set_.size()); }  // in the set
+  int64_t batches_per_epoch() const;
+  // The image order of an epoch (a pure function of seed and epoch for shuffling loaders).
+  std::vector<int64_t> epoch_order(int64_t epoch) const;
+
+  // Starts (or restarts) an epoch: the background thread begins assembling its batches.
+  void start_epoch(int64_t epoch);
+  // The next batch of the current epoch, or nullptr at its end. Throws what the background thread threw.
+  const Batch* next();
+
+ private:
+  struct Buffer;
+  void worker();
+  void fill(Buffer& b, int64_t epoch, int64_t index, const std::vector<int64_t>& order);
+  void stop_worker();
+
+  const PackedDataset& data_;
+  LoaderOptions opt_;
+  std::vector<int64_t> set_;
+  std::vector<std::unique_ptr<Buffer>> bufs_;  // two
+  Batch out_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+  bool stop_ = false;
+  int64_t epoch_ = 0;
+  std::vector<int64_t> order_;
+  int64_t produced_ = 0, consumed_ = 0, total_ = 0;  // batches in this epoch
+  std::exception_ptr error_;
+};
+
+}  // namespace cxr::io

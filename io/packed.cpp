@@ -1,0 +1,438 @@
+#include "io/packed.h"
+
+#include <hdf5.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <mutex>
+
+#include "engine/error.h"
+
+namespace cxr::io {
+namespace {
+
+// RAII for one HDF5 identifier.
+class Hid {
+ public:
+  Hid() = default;
+  Hid(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  ~Hid() { reset(); }
+  Hid(Hid&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
+  Hid& operator=(Hid&& o) noexcept {
+    if (this != &o) {
+      reset();
+      id_ = o.id_, close_ = o.close_;
+      o.id_ = -1;
+    }
+    return *this;
+  }
+  Hid(const Hid&) = delete;
+  Hid& operator=(const Hid&) = delete;
+  void reset() {
+    if (id_ >= 0 && close_) close_(id_);
+    id_ = -1;
+  }
+  hid_t get() const { return id_; }
+  operator hid_t() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+
+ private:
+  hid_t id_ = -1;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+Hid checked(hid_t id, herr_t (*close)(hid_t), const std::string& what, const std::string& file) {
+  if (id < 0) throw Error(file + ": HDF5 error: " + what);
+  return Hid(id, close);
+}
+void check(herr_t e, const std::string& what, const std::string& file) {
+  if (e < 0) throw Error(file + ": HDF5 error: " + what);
+}
+
+Hid make_space(std::initializer_list<hsize_t> dims) {
+  std::vector<hsize_t> d(dims);
+  return Hid(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr), H5Sclose);
+}
+
+Hid string_type(size_t len) {
+  Hid t(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(t, std::max<size_t>(len, 1));
+  H5Tset_strpad(t, H5T_STR_NULLPAD);
+  return t;
+}
+
+std::vector<char> pack_strings(const std::vector<std::string>& v, size_t* len) {
+  *len = 1;
+  for (auto& s : v) *len = std::max(*len, s.size());
+  std::vector<char> buf(v.size() * *len, 0);
+  for (size_t i = 0; i < v.size(); ++i) std::memcpy(buf.data() + i * *len, v[i].data(), v[i].size());
+  return buf;
+}
+
+void write_strings(hid_t file, const char* name, const std::vector<std::string>& v, const std::string& path) {
+  size_t len = 0;
+  std::vector<char> buf = pack_strings(v, &len);
+  Hid t = string_type(len);
+  Hid sp = make_space({static_cast<hsize_t>(v.size())});
+  Hid d = checked(H5Dcreate2(file, name, t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
+                  std::string("create ") + name, path);
+  if (!v.empty()) check(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), std::string("write ") + name, path);
+}
+
+std::vector<std::string> unpack_strings(const std::vector<char>& buf, size_t len, size_t n) {
+  std::vector<std::string> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    const char* p = buf.data() + i * len;
+    out[i].assign(p, strnlen(p, len));
+  }
+  return out;
+}
+
+std::vector<std::string> read_strings(hid_t obj, const char* name, bool attribute, const std::string& path) {
+  Hid o = attribute ? checked(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose, std::string("open attribute ") + name, path)
+                    : checked(H5Dopen2(obj, name, H5P_DEFAULT), H5Dclose, std::string("open ") + name, path);
+  Hid ftype(attribute ? H5Aget_type(o) : H5Dget_type(o), H5Tclose);
+  Hid sp(attribute ? H5Aget_space(o) : H5Dget_space(o), H5Sclose);
+  const hssize_t n = H5Sget_simple_extent_npoints(sp);
+  if (H5Tget_class(ftype) != H5T_STRING) throw Error(path + ": " + name + " is not a string dataset");
+  if (H5Tis_variable_str(ftype) > 0) {
+    std::vector<char*> ptrs(n, nullptr);
+    Hid mt(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mt, H5T_VARIABLE);
+    check(attribute ? H5Aread(o, mt, ptrs.data()) : H5Dread(o, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()),
+          std::string("read ") + name, path);
+    std::vector<std::string> out(n);
+    for (hssize_t i = 0; i < n; ++i) out[i] = ptrs[i] ? ptrs[i] : "";
+    H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, ptrs.data());
+    return out;
+  }
+  const size_t len = H5Tget_size(ftype);
+  std::vector<char> buf(static_cast<size_t>(n) * len + 1, 0);
+  Hid mt = string_type(len);
+  if (n > 0)
+    check(attribute ? H5Aread(o, mt, buf.data()) : H5Dread(o, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()),
+          std::string("read ") + name, path);
+  return unpack_strings(buf, len, static_cast<size_t>(n));
+}
+
+void write_string_attr(hid_t obj, const char* name, const std::string& value) {
+  if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+  Hid t = string_type(value.size());
+  Hid sp(H5Screate(H5S_SCALAR), H5Sclose);
+  Hid a(H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  std::vector<char> buf(std::max<size_t>(value.size(), 1), 0);
+  std::memcpy(buf.data(), value.data(), value.size());
+  H5Awrite(a, t, buf.data());
+}
+
+void write_strings_attr(hid_t obj, const char* name, const std::vector<std::string>& v) {
+  if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+  size_t len = 0;
+  std::vector<char> buf = pack_strings(v, &len);
+  Hid t = string_type(len);
+  Hid sp = make_space({static_cast<hsize_t>(v.size())});
+  Hid a(H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  H5Awrite(a, t, buf.data());
+}
+
+template <typename T>
+void write_num_attr(hid_t obj, const char* name, hid_t type, const T* v, hsize_t n) {
+  if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+  Hid sp = n == 1 ? Hid(H5Screate(H5S_SCALAR), H5Sclose) : make_space({n});
+  Hid a(H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  H5Awrite(a, type, v);
+}
+
+template <typename T>
+bool read_num_attr(hid_t obj, const char* name, hid_t type, T* v, hsize_t n) {
+  if (H5Aexists(obj, name) <= 0) return false;
+  Hid a(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  Hid sp(H5Aget_space(a), H5Sclose);
+  if (static_cast<hsize_t>(H5Sget_simple_extent_npoints(sp)) != n) return false;
+  return H5Aread(a, type, v) >= 0;
+}
+
+template <typename T>
+void write_array(hid_t file, const char* name, hid_t type, const std::vector<T>& v, std::initializer_list<hsize_t> dims,
+                 const std::string& path) {
+  Hid sp = make_space(dims);
+  Hid d = checked(H5Dcreate2(file, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
+                  std::string("create ") + name, path);
+  if (!v.empty()) check(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), std::string("write ") + name, path);
+}
+
+template <typename T>
+std::vector<T> read_array(hid_t file, const char* name, hid_t type, const std::string& path, hssize_t expect) {
+  Hid d = checked(H5Dopen2(file, name, H5P_DEFAULT), H5Dclose, std::string("open ") + name, path);
+  Hid sp(H5Dget_space(d), H5Sclose);
+  const hssize_t n = H5Sget_simple_extent_npoints(sp);
+  if (expect >= 0 && n != expect)
+    throw Error(path + ": dataset " + name + " has " + std::to_string(n) + " elements, expected " +
+                std::to_string(expect));
+  std::vector<T> v(static_cast<size_t>(n));
+  if (n > 0) check(H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), std::string("read ") + name, path);
+  return v;
+}
+
+uint64_t fingerprint(const std::vector<LabelRow>& rows, const std::vector<Split>& split, int size) {
+  uint64_t h = mix64(static_cast<uint64_t>(size) + 0x1234);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (char ch : rows[i].image) h = mix64(h ^ static_cast<uint8_t>(ch));
+    h = mix64(h ^ (static_cast<uint64_t>(split[i]) << 8));
+    for (uint8_t l : rows[i].labels) h = mix64(h ^ l);
+  }
+  return h;
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+// ---- writer ----------------------------------------------------------------------------------------
+
+struct PackedWriter::Impl {
+  Hid file, images, done;
+  int size = 0;
+  std::vector<Split> split;
+};
+
+PackedWriter::PackedWriter(const std::string& path, const std::vector<LabelRow>& rows, const std::vector<Split>& split,
+                           const PackedMeta& meta)
+    : impl_(std::make_unique<Impl>()), path_(path), partial_(path + ".partial") {
+  CXR_CHECK(rows.size() == split.size(), "rows ", rows.size(), " split ", split.size());
+  CXR_CHECK(meta.image_size > 0, "image size ", meta.image_size);
+  const int S = meta.image_size;
+  const hsize_t N = rows.size();
+  impl_->size = S;
+  impl_->split = split;
+  const uint64_t fp = fingerprint(rows, split, S);
+  done_.assign(N, 0);
+
+  // Resume when a partial file made from the same entries exists.
+  if (std::filesystem::exists(partial_)) {
+    hid_t f = -1;
+    H5E_BEGIN_TRY { f = H5Fopen(partial_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT); }
+    H5E_END_TRY;
+    if (f >= 0) {
+      Hid file(f, H5Fclose);
+      uint64_t old = 0;
+      int old_size = 0;
+      if (read_num_attr(file, "fingerprint", H5T_NATIVE_UINT64, &old, 1) && old == fp &&
+          read_num_attr(file, "image_size", H5T_NATIVE_INT, &old_size, 1) && old_size == S) {
+        done_ = read_array<uint8_t>(file, "/done", H5T_NATIVE_UINT8, partial_, static_cast<hssize_t>(N));
+        impl_->images = checked(H5Dopen2(file, "/images", H5P_DEFAULT), H5Dclose, "open /images", partial_);
+        impl_->done = checked(H5Dopen2(file, "/done", H5P_DEFAULT), H5Dclose, "open /done", partial_);
+        impl_->file = std::move(file);
+        resumed_ = true;
+        return;
+      }
+    }
+    std::filesystem::remove(partial_);
+  }
+
+  impl_->file = checked(H5Fcreate(partial_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "create",
+                        partial_);
+  hid_t file = impl_->file;
+  {
+    Hid sp = make_space({N, static_cast<hsize_t>(S), static_cast<hsize_t>(S)});
+    Hid dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    const hsize_t chunk[3] = {1, static_cast<hsize_t>(S), static_cast<hsize_t>(S)};
+    if (N > 0) H5Pset_chunk(dcpl, 3, chunk);
+    const uint8_t zero = 0;
+    H5Pset_fill_value(dcpl, H5T_NATIVE_UINT8, &zero);
+    impl_->images = checked(H5Dcreate2(file, "/images", H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT), H5Dclose,
+                            "create /images", partial_);
+  }
+  std::vector<uint8_t> labels(N * kNumClasses);
+  std::vector<int64_t> pids(N);
+  std::vector<std::string> names(N), views(N);
+  std::vector<uint8_t> sp8(N);
+  for (size_t i = 0; i < N; ++i) {
+    std::copy(rows[i].labels.begin(), rows[i].labels.end(), labels.begin() + i * kNumClasses);
+    pids[i] = rows[i].patient_id;
+    names[i] = rows[i].image;
+    views[i] = rows[i].view_position;
+    sp8[i] = static_cast<uint8_t>(split[i]);
+  }
+  write_array(file, "/labels", H5T_STD_U8LE, labels, {N, static_cast<hsize_t>(kNumClasses)}, partial_);
+  write_array(file, "/patient_ids", H5T_STD_I64LE, pids, {N}, partial_);
+  write_array(file, "/split", H5T_STD_U8LE, sp8, {N}, partial_);
+  write_array(file, "/done", H5T_STD_U8LE, done_, {N}, partial_);
+  write_strings(file, "/names", names, partial_);
+  write_strings(file, "/view_positions", views, partial_);
+  impl_->done = checked(H5Dopen2(file, "/done", H5P_DEFAULT), H5Dclose, "open /done", partial_);
+
+  std::vector<std::string> cls(kClassNames.begin(), kClassNames.end());
+  write_string_attr(file, "format", kPackedFormat);
+  write_strings_attr(file, "class_names", cls);
+  write_num_attr(file, "image_size", H5T_NATIVE_INT, &S, 1);
+  write_string_attr(file, "command", meta.command);
+  write_string_attr(file, "source_csv", meta.source_csv);
+  write_string_attr(file, "split_method", meta.split_method);
+  write_string_attr(file, "split_lists", meta.split_lists);
+  write_num_attr(file, "seed", H5T_NATIVE_UINT64, &meta.seed, 1);
+  const double ratios[3] = {meta.ratios.train, meta.ratios.val, meta.ratios.test};
+  write_num_attr(file, "ratios", H5T_NATIVE_DOUBLE, ratios, 3);
+  write_string_attr(file, "created", utc_now());
+  write_num_attr(file, "fingerprint", H5T_NATIVE_UINT64, &fp, 1);
+  const int complete = 0;
+  write_num_attr(file, "complete", H5T_NATIVE_INT, &complete, 1);
+  flush();
+}
+
+PackedWriter::~PackedWriter() {
+  if (impl_ && impl_->file.valid()) {
+    try {
+      flush();
+    } catch (...) {
+    }
+  }
+}
+
+void PackedWriter::write_image(int64_t i, const uint8_t* pixels) {
+  CXR_CHECK(i >= 0 && i < size(), "image index ", i, " of ", size());
+  const hsize_t S = static_cast<hsize_t>(impl_->size);
+  Hid fs(H5Dget_space(impl_->images), H5Sclose);
+  const hsize_t start[3] = {static_cast<hsize_t>(i), 0, 0}, count[3] = {1, S, S};
+  H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, nullptr, count, nullptr);
+  Hid ms = make_space({1, S, S});
+  check(H5Dwrite(impl_->images, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, pixels), "write image", partial_);
+  done_[i] = 1;
+}
+
+void PackedWriter::mark_unreadable(int64_t i) {
+  CXR_CHECK(i >= 0 && i < size(), "image index ", i, " of ", size());
+  done_[i] = 2;
+}
+
+void PackedWriter::flush() {
+  if (!done_.empty())
+    check(H5Dwrite(impl_->done, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done_.data()), "write /done", partial_);
+  check(H5Fflush(impl_->file, H5F_SCOPE_GLOBAL), "flush", partial_);
+}
+
+void PackedWriter::finish() {
+  for (uint8_t d : done_) CXR_CHECK(d != 0, "finish() with images still pending");
+  std::vector<uint8_t> sp8(done_.size());
+  for (size_t i = 0; i < done_.size(); ++i)
+    sp8[i] = done_[i] == 2 ? static_cast<uint8_t>(Split::Excluded) : static_cast<uint8_t>(impl_->split[i]);
+  {
+    Hid d = checked(H5Dopen2(impl_->file, "/split", H5P_DEFAULT), H5Dclose, "open /split", partial_);
+    if (!sp8.empty()) check(H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, sp8.data()), "write /split", partial_);
+  }
+  const int complete = 1;
+  write_num_attr(impl_->file.get(), "complete", H5T_NATIVE_INT, &complete, 1);
+  flush();
+  impl_->images.reset();
+  impl_->done.reset();
+  impl_->file.reset();
+  std::error_code ec;
+  std::filesystem::rename(partial_, path_, ec);
+  if (ec) throw Error(path_ + ": cannot rename " + partial_ + " into place: " + ec.message());
+}
+
+// ---- reader ----------------------------------------------------------------------------------------
+
+struct PackedDataset::Impl {
+  Hid file, images, fspace, mspace;
+  bool direct = false;  // chunks are exactly one unfiltered image: read them with H5Dread_chunk
+  std::mutex mu;
+};
+
+PackedDataset::PackedDataset(const std::string& path) : impl_(std::make_unique<Impl>()), path_(path) {
+  hid_t f = -1;
+  H5E_BEGIN_TRY { f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT); }
+  H5E_END_TRY;
+  if (f < 0) throw Error(path + ": cannot open as HDF5 (missing, or not a packed dataset)");
+  impl_->file = Hid(f, H5Fclose);
+  int complete = 0;
+  if (read_num_attr(impl_->file.get(), "complete", H5T_NATIVE_INT, &complete, 1) && !complete)
+    throw Error(path + ": packed file is incomplete (rerun `cxr prepare` to finish it)");
+  impl_->images = checked(H5Dopen2(f, "/images", H5P_DEFAULT), H5Dclose, "open /images", path);
+  impl_->fspace = Hid(H5Dget_space(impl_->images), H5Sclose);
+  hsize_t dims[3] = {0, 0, 0};
+  if (H5Sget_simple_extent_ndims(impl_->fspace) != 3) throw Error(path + ": /images must be (N, S, S)");
+  H5Sget_simple_extent_dims(impl_->fspace, dims, nullptr);
+  if (dims[1] != dims[2]) throw Error(path + ": /images is not square: " + std::to_string(dims[1]) + "x" + std::to_string(dims[2]));
+  image_size_ = static_cast<int>(dims[1]);
+  const hssize_t N = static_cast<hssize_t>(dims[0]);
+  names_ = read_strings(f, "/names", false, path);
+  if (static_cast<hssize_t>(names_.size()) != N)
+    throw Error(path + ": /names has " + std::to_string(names_.size()) + " entries, /images " + std::to_string(N));
+  labels_ = read_array<uint8_t>(f, "/labels", H5T_NATIVE_UINT8, path, N * kNumClasses);
+  patient_ids_ = read_array<int64_t>(f, "/patient_ids", H5T_NATIVE_INT64, path, N);
+  std::vector<uint8_t> sp = read_array<uint8_t>(f, "/split", H5T_NATIVE_UINT8, path, N);
+  split_.resize(sp.size());
+  for (size_t i = 0; i < sp.size(); ++i) split_[i] = static_cast<Split>(sp[i]);
+  if (H5Lexists(f, "/view_positions", H5P_DEFAULT) > 0) views_ = read_strings(f, "/view_positions", false, path);
+  views_.resize(names_.size());
+  class_names_ = read_strings(f, "class_names", true, path);
+  if (static_cast<int>(class_names_.size()) != kNumClasses)
+    throw Error(path + ": " + std::to_string(class_names_.size()) + " class names, expected " + std::to_string(kNumClasses));
+  read_num_attr(f, "seed", H5T_NATIVE_UINT64, &seed_, 1);
+  double r[3];
+  if (read_num_attr(f, "ratios", H5T_NATIVE_DOUBLE, r, 3)) ratios_ = {r[0], r[1], r[2]};
+
+  const hsize_t S = static_cast<hsize_t>(image_size_);
+  impl_->mspace = make_space({1, S, S});
+  Hid dcpl(H5Dget_create_plist(impl_->images), H5Pclose);
+  hsize_t chunk[3] = {0, 0, 0};
+  impl_->direct = H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 3, chunk) == 3 && chunk[0] == 1 &&
+                  chunk[1] == S && chunk[2] == S && H5Pget_nfilters(dcpl) == 0;
+}
+
+PackedDataset::~PackedDataset() = default;
+
+std::string PackedDataset::attribute(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (H5Aexists(impl_->file, name.c_str()) <= 0) return "";
+  Hid a(H5Aopen(impl_->file, name.c_str(), H5P_DEFAULT), H5Aclose);
+  Hid t(H5Aget_type(a), H5Tclose);
+  if (H5Tget_class(t) != H5T_STRING) return "";
+  auto v = read_strings(impl_->file, name.c_str(), true, path_);
+  return v.empty() ? "" : v[0];
+}
+
+std::vector<int64_t> PackedDataset::indices(Split s) const {
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < split_.size(); ++i)
+    if (split_[i] == s) out.push_back(static_cast<int64_t>(i));
+  return out;
+}
+
+void PackedDataset::read_image(int64_t i, uint8_t* out) const { read_batch(&i, 1, out); }
+
+void PackedDataset::read_batch(const int64_t* idx, int64_t n, uint8_t* out) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  const hsize_t S = static_cast<hsize_t>(image_size_);
+  const size_t bytes = static_cast<size_t>(S * S);
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t i = idx[k];
+    if (i < 0 || i >= size()) throw Error(path_ + ": image index " + std::to_string(i) + " out of range [0, " + std::to_string(size()) + ")");
+    uint8_t* dst = out + static_cast<size_t>(k) * bytes;
+    if (impl_->direct) {
+      // Note: H5Dread_chunk returns the stored bytes (no conversion); an unwritten chunk (an
+      // unreadable image) fails, and falls through to the regular read that yields the fill value.
+      const hsize_t off[3] = {static_cast<hsize_t>(i), 0, 0};
+      uint32_t filters = 0;
+      herr_t e = -1;
+      H5E_BEGIN_TRY { e = H5Dread_chunk(impl_->images, H5P_DEFAULT, off, &filters, dst); }
+      H5E_END_TRY;
+      if (e >= 0) continue;
+    }
+    const hsize_t start[3] = {static_cast<hsize_t>(i), 0, 0}, count[3] = {1, S, S};
+    H5Sselect_hyperslab(impl_->fspace, H5S_SELECT_SET, start, nullptr, count, nullptr);
+    check(H5Dread(impl_->images, H5T_NATIVE_UINT8, impl_->mspace, impl_->fspace, H5P_DEFAULT, dst), "read image", path_);
+  }
+}
+
+}  // namespace cxr::io

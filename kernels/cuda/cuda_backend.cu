@@ -1,0 +1,182 @@
+// CUDA backend: device discovery, the error reporter, construction of the stream and library
+// handles, memory, copies, fill.
+#include <cstdio>
+#include <sstream>
+
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/device_util.cuh"
+
+namespace cxr {
+
+namespace cuda {
+
+namespace {
+std::string failure_text(const char* library, const char* stmt, int code, const char* message) {
+  std::ostringstream os;
+  os << library << " call `" << stmt << "` failed: error " << code << " (" << (message ? message : "?")
+     << ")";
+  return os.str();
+}
+}  // namespace
+
+void report_failure(const char* library, const char* stmt, const char* file, int line, int code,
+                    const char* message) {
+  throw_error(file, line, failure_text(library, stmt, code, message));
+}
+
+void log_failure(const char* library, const char* stmt, const char* file, int line, int code,
+                 const char* message) {
+  std::fprintf(stderr, "%s:%d: %s (ignored: cleanup must not throw)\n", file, line,
+               failure_text(library, stmt, code, message).c_str());
+}
+
+}  // namespace cuda
+
+// ---- discovery -----------------------------------------------------------------------------------
+
+namespace {
+// cudaGetDeviceCount, with the error it returned (cudaErrorInsufficientDriver or
+// cudaErrorNoDevice on machines without a driver or a GPU). Clears the error so it does not linger.
+cudaError_t query_device_count(int* count) {
+  *count = 0;
+  const cudaError_t e = cudaGetDeviceCount(count);
+  if (e != cudaSuccess) {
+    *count = 0;
+    (void)cudaGetLastError();
+  }
+  return e;
+}
+}  // namespace
+
+bool cuda_compiled() { return true; }
+
+int cuda_device_count() {
+  int count = 0;
+  query_device_count(&count);
+  return count;
+}
+
+std::string cuda_unavailable_reason() {
+  int count = 0;
+  const cudaError_t e = query_device_count(&count);
+  if (e != cudaSuccess) return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+  return count == 0 ? "no CUDA device" : "";
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device_index) {
+  const int count = cuda_device_count();
+  if (count == 0) CXR_FAIL("no usable CUDA device: ", cuda_unavailable_reason());
+  CXR_CHECK(device_index >= 0 && device_index < count, "CUDA device ", device_index,
+            " requested, but this machine has ", count);
+  return std::make_unique<CudaBackend>(device_index);
+}
+
+// ---- construction ----------------------------------------------------------------------------------
+
+CudaBackend::CudaBackend(int device_index) : device_(device_index) {
+  CXR_CUDA_CHECK(cudaSetDevice(device_));
+  cudaDeviceProp prop{};
+  CXR_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+  std::ostringstream os;
+  os << "cuda:" << device_ << " " << prop.name << " (sm_" << prop.major << prop.minor << ")";
+  name_ = os.str();
+
+  cudaStream_t stream = nullptr;
+  CXR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  stream_.reset(stream);
+
+  cudnnHandle_t cudnn = nullptr;
+  CXR_CUDNN_CHECK(cudnnCreate(&cudnn));
+  cudnn_.reset(cudnn);
+  CXR_CUDNN_CHECK(cudnnSetStream(cudnn, stream));
+
+  cublasHandle_t cublas = nullptr;
+  CXR_CUBLAS_CHECK(cublasCreate(&cublas));
+  cublas_.reset(cublas);
+  CXR_CUBLAS_CHECK(cublasSetStream(cublas, stream));
+  CXR_CUBLAS_CHECK(cublasSetMathMode(cublas, CUBLAS_PEDANTIC_MATH));  // Note [TF32]
+}
+
+CudaBackend::~CudaBackend() {
+  // Work still queued may use the handles and descriptors about to be destroyed.
+  if (stream_) CXR_CUDA_LOG(cudaStreamSynchronize(stream_.get()));
+}
+
+// ---- memory ----------------------------------------------------------------------------------------
+
+void* CudaBackend::allocate(size_t bytes) {
+  const size_t rounded = (std::max<size_t>(bytes, 1) + 255) / 256 * 256;
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, rounded);  // 256-byte aligned by contract of cudaMalloc
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    size_t free_bytes = 0, total_bytes = 0;
+    (void)cudaMemGetInfo(&free_bytes, &total_bytes);
+    size_t held = 0;
+    {
+      std::lock_guard<std::mutex> lock(alloc_mutex_);
+      held = live_;
+    }
+    CXR_FAIL("cudaMalloc of ", bytes, " bytes on ", name_, " failed: ", cudaGetErrorString(e), " (",
+             free_bytes >> 20, " MiB free of ", total_bytes >> 20, " MiB; this backend holds ", held >> 20,
+             " MiB)");
+  }
+  std::lock_guard<std::mutex> lock(alloc_mutex_);
+  alloc_sizes_[p] = rounded;
+  live_ += rounded;
+  peak_ = std::max(peak_, live_);
+  return p;
+}
+
+// Never throws: release runs in destructors (arena, test buffers). Failures are logged.
+void CudaBackend::release(void* p) {
+  if (!p) return;
+  // Kernels queued on the stream may still read or write this block.
+  CXR_CUDA_LOG(cudaStreamSynchronize(stream()));
+  {
+    std::lock_guard<std::mutex> lock(alloc_mutex_);
+    auto it = alloc_sizes_.find(p);
+    if (it == alloc_sizes_.end()) {
+      std::fprintf(stderr, "%s:%d: release of %p, which %s did not allocate (ignored)\n", __FILE__, __LINE__,
+                   p, name_.c_str());
+      return;
+    }
+    live_ -= it->second;
+    alloc_sizes_.erase(it);
+  }
+  CXR_CUDA_LOG(cudaFree(p));
+}
+
+size_t CudaBackend::peak_allocated_bytes() const {
+  std::lock_guard<std::mutex> lock(alloc_mutex_);
+  return peak_;
+}
+
+void CudaBackend::copy_to_device(void* dst, const void* host_src, size_t bytes) {
+  if (bytes == 0) return;
+  CXR_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream()));
+}
+
+void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  CXR_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
+}
+
+void CudaBackend::synchronize() { CXR_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+
+// ---- fill ------------------------------------------------------------------------------------------
+
+namespace {
+__global__ void fill_kernel(float* dst, float value, int64_t count) {
+  for (int64_t i = cuda::global_thread(); i < count; i += cuda::grid_threads()) dst[i] = value;
+}
+}  // namespace
+
+void CudaBackend::fill(float* dst, float value, int64_t count) {
+  CXR_CHECK(count >= 0, "fill of ", count, " elements");
+  if (count == 0) return;
+  fill_kernel<<<cuda::blocks_for(count), cuda::kThreads, 0, stream()>>>(dst, value, count);
+  CXR_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace cxr

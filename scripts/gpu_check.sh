@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Every GPU check and benchmark in one script, for a bare CUDA machine (nvcc and a driver, PyTorch's
+# cuDNN/cuBLAS wheels, but no Debian packages and no network).
+#
+#   scripts/gpu_check.sh pack   # here, on a build machine: build with CUDA, bundle binaries + the
+#                               # non-CUDA shared libraries they need into gpu-bundle/
+#   scripts/gpu_check.sh run    # there, from the repository root with gpu-bundle/ beside it: run the
+#                               # GPU tests, the whole suite, and the training-step benchmarks, then
+#                               # print a short table last. Full logs go to $OUT (or ./gpu-out).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bundle=gpu-bundle
+
+pack() {
+  [ -n "${CUDACXX:-}" ] || ! [ -x /usr/local/cuda/bin/nvcc ] || export CUDACXX=/usr/local/cuda/bin/nvcc
+  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CXR_GPU_ARCHS:-90}" >&2
+  # cxr_cuda exists only when the CUDA backend is configured: fail here rather than bundle a CPU build.
+  cmake --build build-gpu -j"$(nproc)" --target cxr_cuda cxr cxr_tests bench_train_step >&2
+  rm -rf "$bundle" && mkdir -p "$bundle/bin" "$bundle/lib"
+  cp build-gpu/tools/cxr build-gpu/tests/cxr_tests build-gpu/bench/bench_train_step "$bundle/bin/"
+  # Shared libraries other than glibc's and CUDA's own (the GPU machine has those).
+  for b in "$bundle"/bin/*; do
+    ldd "$b" | awk '/=> \// {print $3}'
+  done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*)\.so|libcuda|libcudart|libcudnn|libcublas|libnvrtc' |
+    while read -r lib; do cp -L "$lib" "$bundle/lib/"; done
+  du -sh "$bundle" >&2
+  echo "packed $bundle: carry it to the GPU machine and run: scripts/gpu_check.sh run" >&2
+}
+
+run() {
+  local out="${OUT:-$PWD/gpu-out}"
+  mkdir -p "$out"
+  [ -x "$bundle/bin/cxr_tests" ] || { echo "gpu_check: no $bundle/ (run 'scripts/gpu_check.sh pack' first)" >&2; exit 2; }
+  # cuDNN and cuBLAS from PyTorch's wheels, CUDA's runtime from the toolkit.
+  local extra
+  extra=$(python3 - <<'PY' 2>/dev/null || true
+import importlib, os
+paths = []
+for m in ("nvidia.cudnn", "nvidia.cublas", "nvidia.cuda_runtime", "nvidia.cu13", "nvidia.cuda_nvrtc"):
+    try:
+        mod = importlib.import_module(m)
+        for p in getattr(mod, "__path__", []):
+            for sub in ("lib", "lib64"):
+                if os.path.isdir(os.path.join(p, sub)):
+                    paths.append(os.path.join(p, sub))
+    except Exception:
+        pass
+print(":".join(paths))
+PY
+)
+  export LD_LIBRARY_PATH="$PWD/$bundle/lib:${extra}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+  export CXR_SOURCE_DIR="$PWD"
+  { nvidia-smi -L || true; } | tee "$out/device.txt"
+  local rc=0
+  "$bundle/bin/cxr_tests" --gtest_filter='Cuda*:*CudaConv*:DenseNetGpu*' --gtest_output=xml:"$out/gpu_tests.xml" \
+    2>&1 | tee "$out/gpu_tests.log" || rc=1
+  "$bundle/bin/cxr_tests" --gtest_output=xml:"$out/all_tests.xml" >"$out/all_tests.log" 2>&1 || rc=1
+  "$bundle/bin/bench_train_step" --benchmark_filter=cuda --benchmark_out="$out/bench.json" \
+    --benchmark_out_format=json 2>&1 | tee "$out/bench.log" || rc=1
+  "$bundle/bin/cxr" bench --device cuda --batch 32 --size 320 --steps 20 --warmup 3 --json \
+    >"$out/cxr_bench.json" 2>"$out/cxr_bench.log" || rc=1
+  summary "$out"
+  return $rc
+}
+
+summary() {
+  python3 - "$1" <<'PY'
+import json, os, re, sys
+out = sys.argv[1]
+def counts(xml):
+    try:
+        t = open(os.path.join(out, xml)).read()
+    except OSError:
+        return "not run"
+    m = re.search(r'<testsuites tests="(\d+)" failures="(\d+)" disabled="\d+" errors="(\d+)"', t)
+    skipped = len(re.findall(r'<skipped', t))
+    return f"{int(m[1]) - int(m[2]) - int(m[3]) - skipped} passed, {int(m[2]) + int(m[3])} failed, {skipped} skipped" if m else "no result"
+rows = [("GPU tests", counts("gpu_tests.xml")), ("all tests", counts("all_tests.xml"))]
+try:
+    for b in json.load(open(os.path.join(out, "bench.json")))["benchmarks"]:
+        if "error_message" in b:
+            rows.append((b["name"], b["error_message"]))
+        else:
+            rows.append((b["name"], f'{b["images_per_second"]:.1f} img/s, peak {b["peak_bytes"] / 2**30:.2f} GiB, '
+                                    f'plan {b["arena_bytes"] / 2**30:.2f} GiB'))
+except Exception as e:
+    rows.append(("bench_train_step", f"no result ({e})"))
+try:
+    j = json.load(open(os.path.join(out, "cxr_bench.json")))
+    rows.append(("cxr bench b32 s320", f'{j["images_per_second"]:.1f} img/s, peak {j["peak_bytes"] / 2**30:.2f} GiB'))
+except Exception:
+    rows.append(("cxr bench b32 s320", "failed: see cxr_bench.log"))
+dev = open(os.path.join(out, "device.txt")).read().strip() or "no nvidia-smi"
+print("\n=== cxr GPU check:", dev.splitlines()[0] if dev else "")
+for k, v in rows:
+    print(f"{k:36s} {v}")
+PY
+}
+
+case "${1:-}" in
+  pack) pack ;;
+  run) run ;;
+  *) echo "usage: scripts/gpu_check.sh pack|run" >&2; exit 2 ;;
+esac

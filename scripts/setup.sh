@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what cxr needs from Debian (only the packages that are missing), then configures and builds
+# it in Release under build/. The CUDA backend is built too when nvcc and cuDNN are present
+# (/usr/local/cuda); pass -DCXR_CUDA=OFF in CXR_CMAKE_ARGS to skip it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libcli11-dev
+          nlohmann-json3-dev libstb-dev libgtest-dev libbenchmark-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# nvcc is not on PATH by default in /usr/local/cuda installs.
+if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDACXX=/usr/local/cuda/bin/nvcc
+fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release ${CXR_CMAKE_ARGS:-} >&2
+cmake --build build -j"$(nproc)" >&2

@@ -1,0 +1,244 @@
+// Decoding (8/16-bit grey, RGB, RGBA PNG and JPEG), broken files, and resizing checked against
+// independent computations.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "io/fileutil.h"
+#include "io/image.h"
+#include "tests/test_data_util.h"
+#include "tests/test_util.h"
+
+namespace cxr::io {
+namespace {
+
+using cxr::test::ScratchDir;
+
+// ---- a minimal 16-bit grey PNG encoder (stored deflate blocks), independent of stb --------------
+uint32_t crc32(const uint8_t* p, size_t n, uint32_t c = 0xFFFFFFFFu) {
+  for (size_t i = 0; i < n; ++i) {
+    c ^= p[i];
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+  }
+  return c;
+}
+void put32(std::vector<uint8_t>& v, uint32_t x) {
+  for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
+}
+void chunk(std::vector<uint8_t>& png, const char* type, const std::vector<uint8_t>& data) {
+  put32(png, static_cast<uint32_t>(data.size()));
+  std::vector<uint8_t> td(type, type + 4);
+  td.insert(td.end(), data.begin(), data.end());
+  png.insert(png.end(), td.begin(), td.end());
+  put32(png, crc32(td.data(), td.size()) ^ 0xFFFFFFFFu);
+}
+std::vector<uint8_t> png16_grey(const std::vector<uint16_t>& px, int w, int h) {
+  std::vector<uint8_t> raw;
+  for (int y = 0; y < h; ++y) {
+    raw.push_back(0);  // filter: none
+    for (int x = 0; x < w; ++x) raw.push_back(px[y * w + x] >> 8), raw.push_back(px[y * w + x] & 0xFF);
+  }
+  std::vector<uint8_t> z = {0x78, 0x01};
+  for (size_t off = 0; off < raw.size(); off += 65535) {
+    const size_t n = std::min<size_t>(65535, raw.size() - off);
+    z.push_back(off + n == raw.size() ? 1 : 0);
+    z.push_back(n & 0xFF), z.push_back(n >> 8), z.push_back(~n & 0xFF), z.push_back((~n >> 8) & 0xFF);
+    z.insert(z.end(), raw.begin() + off, raw.begin() + off + n);
+  }
+  uint32_t a = 1, b = 0;
+  for (uint8_t c : raw) a = (a + c) % 65521, b = (b + a) % 65521;
+  put32(z, (b << 16) | a);
+  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  std::vector<uint8_t> ihdr;
+  put32(ihdr, w), put32(ihdr, h);
+  ihdr.insert(ihdr.end(), {16, 0, 0, 0, 0});  // 16-bit, grey
+  chunk(png, "IHDR", ihdr);
+  chunk(png, "IDAT", z);
+  chunk(png, "IEND", {});
+  return png;
+}
+
+std::vector<uint8_t> random_grey(int w, int h, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::vector<uint8_t> v(static_cast<size_t>(w) * h);
+  for (auto& x : v) x = static_cast<uint8_t>(g() & 0xFF);
+  return v;
+}
+
+TEST(DataImage, DecodesPngGreyRgbRgba) {
+  ScratchDir dir("img");
+  const int w = 37, h = 23;
+  auto grey = random_grey(w, h, 1);
+  std::vector<uint8_t> rgb(grey.size() * 3), rgba(grey.size() * 4);
+  for (size_t i = 0; i < grey.size(); ++i) {
+    for (int c = 0; c < 3; ++c) rgb[i * 3 + c] = grey[i], rgba[i * 4 + c] = grey[i];
+    rgba[i * 4 + 3] = 255;
+  }
+  write_png(dir / "g.png", grey.data(), w, h, 1);
+  write_png(dir / "c.png", rgb.data(), w, h, 3);
+  write_png(dir / "a.png", rgba.data(), w, h, 4);
+  for (const char* f : {"g.png", "c.png", "a.png"}) {
+    GreyImage img;
+    std::string err;
+    ASSERT_TRUE(decode_grey(dir / f, &img, &err)) << f << ": " << err;
+    EXPECT_EQ(img.width, w);
+    EXPECT_EQ(img.height, h);
+    EXPECT_EQ(img.pixels, grey) << f;
+  }
+  // A coloured pixel is converted with BT.601 luma.
+  const uint8_t px[3] = {200, 100, 50};
+  write_png(dir / "p.png", px, 1, 1, 3);
+  GreyImage img;
+  std::string err;
+  ASSERT_TRUE(decode_grey(dir / "p.png", &img, &err));
+  EXPECT_EQ(img.pixels[0], static_cast<uint8_t>(0.299 * 200 + 0.587 * 100 + 0.114 * 50 + 0.5));
+}
+
+TEST(DataImage, Decodes16BitPng) {
+  ScratchDir dir("img16");
+  const int w = 19, h = 11;
+  std::vector<uint16_t> px(w * h);
+  std::mt19937 g(7);
+  for (auto& v : px) v = static_cast<uint16_t>(g() & 0xFFFF);
+  px[0] = 0, px[1] = 65535, px[2] = 257 * 100;
+  auto bytes = png16_grey(px, w, h);
+  cxr::test::write_file(dir / "x.png", std::string(bytes.begin(), bytes.end()));
+  GreyImage img;
+  std::string err;
+  ASSERT_TRUE(decode_grey(dir / "x.png", &img, &err)) << err;
+  ASSERT_EQ(img.width, w);
+  for (int i = 0; i < w * h; ++i)
+    ASSERT_EQ(img.pixels[i], static_cast<uint8_t>(std::lround(px[i] * 255.0 / 65535.0))) << i;
+}
+
+TEST(DataImage, DecodesJpeg) {
+  ScratchDir dir("jpg");
+  std::vector<uint8_t> flat(32 * 32, 128);
+  write_jpg(dir / "x.jpg", flat.data(), 32, 32, 1);
+  GreyImage img;
+  std::string err;
+  ASSERT_TRUE(decode_grey(dir / "x.jpg", &img, &err)) << err;
+  EXPECT_EQ(img.width, 32);
+  for (uint8_t v : img.pixels) EXPECT_NEAR(v, 128, 2);  // JPEG is lossy; a flat image stays within 2
+}
+
+TEST(DataImage, BrokenFilesGiveReasons) {
+  ScratchDir dir("broken");
+  auto grey = random_grey(64, 64, 3);
+  write_png(dir / "ok.png", grey.data(), 64, 64, 1);
+  std::string bytes = cxr::io::read_text_file(dir / "ok.png");
+  cxr::test::write_file(dir / "trunc.png", bytes.substr(0, bytes.size() / 2));
+  cxr::test::write_file(dir / "empty.png", "");
+  cxr::test::write_file(dir / "text.png", "this is not an image\n");
+  GreyImage img;
+  std::string err;
+  EXPECT_FALSE(decode_grey(dir / "trunc.png", &img, &err));
+  EXPECT_NE(err.find("cannot decode"), std::string::npos) << err;
+  EXPECT_FALSE(decode_grey(dir / "empty.png", &img, &err));
+  EXPECT_EQ(err, "empty file");
+  EXPECT_FALSE(decode_grey(dir / "text.png", &img, &err));
+  EXPECT_NE(err.find("cannot decode"), std::string::npos) << err;
+  EXPECT_FALSE(decode_grey(dir / "nonexistent.png", &img, &err));
+  EXPECT_EQ(err, "cannot open file");
+}
+
+TEST(DataResize, BoxIntegerFactorIsBlockMean) {
+  const int k = 4, out = 40, in = out * k;
+  auto src = random_grey(in, in, 11);
+  std::vector<uint8_t> dst(out * out);
+  resize_grey(dst.data(), out, out, src.data(), in, in, ResizeFilter::Box);
+  for (int y = 0; y < out; ++y)
+    for (int x = 0; x < out; ++x) {
+      double s = 0;
+      for (int dy = 0; dy < k; ++dy)
+        for (int dx = 0; dx < k; ++dx) s += src[(y * k + dy) * in + x * k + dx];
+      // Tolerance 1: stb rounds in float, the mean here is exact.
+      ASSERT_NEAR(dst[y * out + x], s / (k * k), 1.0) << x << "," << y;
+    }
+}
+
+TEST(DataResize, ReducingGapIsExactBlockMeanThenFilter) {
+  const int in = 203, out = 50;  // scale 4.06, gap 1.5 -> 2x2 blocks, a partial block at the edge
+  auto src = random_grey(in, in, 12);
+  std::vector<uint8_t> red;
+  int rw = 0, rh = 0;
+  reduce_box(&red, &rw, &rh, src.data(), in, in, 2);
+  ASSERT_EQ(rw, 102);
+  for (int y = 0; y < rh; ++y)
+    for (int x = 0; x < rw; ++x) {
+      double s = 0;
+      int n = 0;
+      for (int dy = 0; dy < 2; ++dy)
+        for (int dx = 0; dx < 2; ++dx)
+          if (2 * y + dy < in && 2 * x + dx < in) s += src[(2 * y + dy) * in + 2 * x + dx], ++n;
+      ASSERT_EQ(red[y * rw + x], static_cast<uint8_t>(std::floor(s / n + 0.5))) << x << "," << y;
+    }
+  std::vector<uint8_t> a(out * out), b(out * out);
+  resize_grey(a.data(), out, out, src.data(), in, in, ResizeFilter::Mitchell, 1.5);
+  resize_grey(b.data(), out, out, red.data(), rw, rh, ResizeFilter::Mitchell);
+  EXPECT_EQ(a, b);
+}
+
+// Mitchell-Netravali B = C = 1/3.
+double mitchell(double x) {
+  x = std::fabs(x);
+  const double B = 1.0 / 3, C = 1.0 / 3;
+  if (x < 1) return ((12 - 9 * B - 6 * C) * x * x * x + (-18 + 12 * B + 6 * C) * x * x + (6 - 2 * B)) / 6;
+  if (x < 2) return ((-B - 6 * C) * x * x * x + (6 * B + 30 * C) * x * x + (-12 * B - 48 * C) * x + (8 * B + 24 * C)) / 6;
+  return 0;
+}
+
+// Reference 1-D antialiased resampling: output pixel j covers input [j/s, (j+1)/s); the kernel is
+// widened by 1/s; weights normalised; edges clamped.
+std::vector<double> resample_1d(const std::vector<double>& in, int out_n) {
+  const int n = static_cast<int>(in.size());
+  const double scale = static_cast<double>(out_n) / n;  // < 1
+  std::vector<double> out(out_n);
+  for (int j = 0; j < out_n; ++j) {
+    const double center = (j + 0.5) / scale - 0.5;
+    const double support = 2.0 / scale;
+    double s = 0, ws = 0;
+    for (int i = static_cast<int>(std::floor(center - support)); i <= static_cast<int>(std::ceil(center + support)); ++i) {
+      const double w = mitchell((i - center) * scale);
+      s += w * in[std::clamp(i, 0, n - 1)];
+      ws += w;
+    }
+    out[j] = s / ws;
+  }
+  return out;
+}
+
+TEST(DataResize, MitchellMatchesReferenceAndAntialiases) {
+  const int in = 250, out = 64;  // a non-integer factor, as 1024 -> 320
+  auto src = random_grey(in, in, 5);
+  std::vector<uint8_t> dst(out * out);
+  resize_grey(dst.data(), out, out, src.data(), in, in, ResizeFilter::Mitchell);
+  // Separable reference: rows, then columns, in double.
+  std::vector<std::vector<double>> rows(in);
+  for (int y = 0; y < in; ++y) rows[y] = resample_1d(std::vector<double>(src.begin() + y * in, src.begin() + (y + 1) * in), out);
+  double max_err = 0;
+  for (int x = 0; x < out; ++x) {
+    std::vector<double> col(in);
+    for (int y = 0; y < in; ++y) col[y] = rows[y][x];
+    auto c = resample_1d(col, out);
+    for (int y = 0; y < out; ++y) {
+      const double ref = std::clamp(c[y], 0.0, 255.0);
+      max_err = std::max(max_err, std::fabs(dst[y * out + x] - ref));
+    }
+  }
+  // 1.5: stb accumulates in float and rounds to uint8 (0.5) and trims negligible kernel taps.
+  EXPECT_LT(max_err, 1.5);
+  // Antialiasing: a one-pixel checkerboard shrunk 4x becomes flat grey, not an aliased pattern.
+  std::vector<uint8_t> cb(256 * 256), small(64 * 64);
+  for (int y = 0; y < 256; ++y)
+    for (int x = 0; x < 256; ++x) cb[y * 256 + x] = ((x + y) & 1) ? 255 : 0;
+  resize_grey(small.data(), 64, 64, cb.data(), 256, 256);
+  // Tolerance 8: the Mitchell filter passes a few percent at the input Nyquist frequency (point
+  // sampling would give 0 or 255, i.e. an error of 127).
+  for (uint8_t v : small) ASSERT_NEAR(v, 127.5, 8.0);
+}
+
+}  // namespace
+}  // namespace cxr::io
