@@ -49,6 +49,8 @@ def main():
     ap.add_argument("--classes", type=int, default=14)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table line")
+    ap.add_argument("--no-optimizer", action="store_true",
+                    help="forward + loss + backward only (no Adam update), like `cxr bench` before issue 5")
     args = ap.parse_args()
 
     load_before = os.getloadavg()
@@ -84,7 +86,8 @@ def main():
         z = model(x)
         loss = weighted_bce(z, y)
         loss.backward()
-        opt.step()
+        if not args.no_optimizer:
+            opt.step()
         return loss.item()
 
     for _ in range(args.warmup):

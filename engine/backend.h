@@ -23,14 +23,15 @@ namespace cxr {
 // 2-D convolution without bias, square kernel/stride/padding as DenseNet needs, zero padding.
 struct ConvGeom {
   int64_t kernel = 1, stride = 1, pad = 0;
-  int64_t out_size(int64_t in) const { return (in + 2 * pad - kernel) / stride + 1; }
+  // 0 when the window does not fit (C++ division truncates toward zero, so test first).
+  int64_t out_size(int64_t in) const { return in + 2 * pad < kernel ? 0 : (in + 2 * pad - kernel) / stride + 1; }
 };
 
 // Pooling window; padded positions never win a max (equal to Keras's zero padding when the input is
 // non-negative, which it is after ReLU) and average pooling here never pads.
 struct PoolGeom {
   int64_t kernel = 2, stride = 2, pad = 0;
-  int64_t out_size(int64_t in) const { return (in + 2 * pad - kernel) / stride + 1; }
+  int64_t out_size(int64_t in) const { return in + 2 * pad < kernel ? 0 : (in + 2 * pad - kernel) / stride + 1; }
 };
 
 class Backend {

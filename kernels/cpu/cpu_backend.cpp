@@ -70,15 +70,18 @@ size_t CpuBackend::conv2d_workspace_bytes(const Shape& y, const Shape& x, const 
 }
 void CpuBackend::conv2d_forward(const Tensor& y, const Tensor& x, const float* w, const Shape& wshape,
                                 const ConvGeom& g, Workspace ws) {
+  check_conv_shapes(y.shape, x.shape, wshape, g, "conv2d_forward");  // before sizing the workspace
   cpu::conv2d_forward(view(y), view(x), w, wshape, g, col_buffer(ws, cpu::conv2d_col_elems(y.shape, x.shape, g)));
 }
 void CpuBackend::conv2d_backward_data(const Tensor& dx, GradMode mode, const Tensor& dy, const float* w,
                                       const Shape& wshape, const ConvGeom& g, Workspace ws) {
+  check_conv_shapes(dy.shape, dx.shape, wshape, g, "conv2d_backward_data");
   cpu::conv2d_backward_data(view(dx), mode, view(dy), w, wshape, g,
                             col_buffer(ws, cpu::conv2d_col_elems(dy.shape, dx.shape, g)));
 }
 void CpuBackend::conv2d_backward_filter(float* dw, GradMode mode, const Shape& wshape, const Tensor& dy,
                                         const Tensor& x, const ConvGeom& g, Workspace ws) {
+  check_conv_shapes(dy.shape, x.shape, wshape, g, "conv2d_backward_filter");
   cpu::conv2d_backward_filter(dw, mode, wshape, view(dy), view(x), g,
                               col_buffer(ws, cpu::conv2d_col_elems(dy.shape, x.shape, g)));
 }
