@@ -4,6 +4,7 @@
 // Wang et al., CVPR 2017; data provided by the NIH Clinical Center), read from ../shared/data/nih-1024
 // (or $CXR_SHARED_DIR/data/nih-1024).
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -27,6 +28,20 @@ std::string shared_data(const std::string& rel) {
   const fs::path base = env ? fs::path(env) : fs::path(__FILE__).parent_path() / ".." / ".." / "shared";
   const fs::path p = base / "data" / rel;
   return fs::exists(p) ? p.string() : std::string();
+}
+
+// CPU seconds of the whole process (all threads): with images, a rate per CPU-second that does not
+// depend on how busy the machine is (unlike the wall-clock rate).
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+void cpu_counter(benchmark::State& state, double images, double cpu0) {
+  const double cpu = process_cpu_seconds() - cpu0;
+  state.counters["images/cpu-s"] = cpu > 0 ? images / cpu : 0.0;
 }
 
 std::string scratch(const std::string& name) {
@@ -56,6 +71,48 @@ void BM_DecodeResize1024(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeResize1024)->Arg(320)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The parts of the above: decoding alone, and resizing a decoded image alone (range(0): reducing
+// gap x 10; 0 = direct Mitchell resampling of the full image).
+std::vector<std::string> nih1024_files() {
+  std::vector<std::string> files;
+  const std::string dir = shared_data("nih-1024");
+  if (dir.empty()) return files;
+  for (auto& [name, path] : scan_images(dir))
+    if (path.size() > 4 && path.substr(path.size() - 4) == ".png") files.push_back(path);
+  return files;
+}
+
+void BM_Decode1024(benchmark::State& state) {
+  const auto files = nih1024_files();
+  if (files.empty()) return state.SkipWithError("../shared/data/nih-1024 absent");
+  size_t k = 0;
+  for (auto _ : state) {
+    GreyImage img;
+    std::string err;
+    if (!decode_grey(files[k++ % files.size()], &img, &err)) return state.SkipWithError(err.c_str());
+    benchmark::DoNotOptimize(img.pixels.data());
+  }
+  state.counters["images/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Decode1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_Resize1024(benchmark::State& state) {
+  const auto files = nih1024_files();
+  if (files.empty()) return state.SkipWithError("../shared/data/nih-1024 absent");
+  GreyImage img;
+  std::string err;
+  if (!decode_grey(files[0], &img, &err)) return state.SkipWithError(err.c_str());
+  const int S = 320;
+  std::vector<uint8_t> out(S * S);
+  const double gap = static_cast<double>(state.range(0)) / 10.0;
+  for (auto _ : state) {
+    resize_grey(out.data(), S, S, img.pixels.data(), img.width, img.height, ResizeFilter::Mitchell, gap);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["images/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Resize1024)->Arg(0)->Arg(15)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // The whole `cxr prepare` (CSV, scan, decode, resize, HDF5 write) of the 100 images, N threads.
 void BM_Prepare1024(benchmark::State& state) {
   const std::string dir = shared_data("nih-1024");
@@ -80,6 +137,7 @@ void BM_Prepare1024(benchmark::State& state) {
   o.threads = static_cast<int>(state.range(0));
   o.quiet = true;
   int64_t images = 0;
+  const double cpu0 = process_cpu_seconds();
   for (auto _ : state) {
     o.out = scratch("prepare.h5");
     fs::remove(o.out);
@@ -88,10 +146,12 @@ void BM_Prepare1024(benchmark::State& state) {
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(images), benchmark::Counter::kIsRate);
   state.counters["images/s/core"] =
       benchmark::Counter(static_cast<double>(images) / static_cast<double>(o.threads), benchmark::Counter::kIsRate);
+  cpu_counter(state, static_cast<double>(images), cpu0);
 }
 BENCHMARK(BM_Prepare1024)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
 
-// Loader: packed 320x320 file -> shuffled, flipped, sample-normalised float batches of 32.
+// Loader: packed 320x320 file (1,024 synthetic images) -> shuffled, flipped, normalised float
+// batches of 32.
 void BM_Loader320(benchmark::State& state) {
   static std::string path;
   const int S = 320;
@@ -112,14 +172,18 @@ void BM_Loader320(benchmark::State& state) {
   LoaderOptions o = LoaderOptions::train(32, 1);
   o.norm.mode = state.range(0) ? NormMode::Sample : NormMode::ImageNet;
   o.normalize = true;
+  o.threads = static_cast<int>(state.range(1));
   Loader l(d, o);
   int64_t images = 0, epoch = 0;
+  const double cpu0 = process_cpu_seconds();
   for (auto _ : state) {
     l.start_epoch(epoch++);
     while (const Batch* b = l.next()) images += b->size;
   }
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(images), benchmark::Counter::kIsRate);
+  cpu_counter(state, static_cast<double>(images), cpu0);
 }
-BENCHMARK(BM_Loader320)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Args: (sample normalisation 1 / imagenet 0, loader threads, 0 = all cores).
+BENCHMARK(BM_Loader320)->Args({1, 0})->Args({0, 0})->Args({1, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

@@ -34,6 +34,12 @@ struct PoolGeom {
   int64_t out_size(int64_t in) const { return in + 2 * pad < kernel ? 0 : (in + 2 * pad - kernel) / stride + 1; }
 };
 
+// Adam hyper-parameters for one update (PyTorch's formulation; see Backend::adam_update).
+struct AdamParams {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  int64_t step = 1;  // t, counted from 1
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -49,6 +55,8 @@ class Backend {
   virtual void synchronize() = 0;
   // Peak bytes handed out by allocate() since construction (the arena makes this the plan's total).
   virtual size_t peak_allocated_bytes() const = 0;
+  // Memory this device has in all (host RAM for the CPU), for default budgets; 0 when unknown.
+  virtual size_t memory_capacity_bytes() const = 0;
 
   // ---- convolution: y (N, K, P, Q), x (N, C, H, W), w (K, C, R, R) packed OIHW ------------------
   // Bytes of workspace the three convolution calls below need for these shapes.
@@ -120,6 +128,14 @@ class Backend {
   // in the stable log-sigmoid form; one pass. *loss is a device pointer to one float.
   virtual void weighted_bce(float* loss, float* dz, const float* z, const float* labels,
                             const float* w_pos, const float* w_neg, int64_t n, int64_t k) = 0;
+
+  // ---- optimizer ----------------------------------------------------------------------------
+  // Adam over `count` floats of the flat parameter buffer, PyTorch semantics (torch.optim.Adam,
+  // weight decay as L2 added to the gradient; Keras differs only in where epsilon sits):
+  //   g = grad + wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+  //   p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+  virtual void adam_update(float* params, float* m, float* v, const float* grads, int64_t count,
+                           const AdamParams& a) = 0;
 };
 
 // Backends present in this build and on this machine.

@@ -18,11 +18,22 @@ DenseNetConfig DenseNetConfig::from_arch(const std::string& arch, int64_t classe
 }
 
 DenseNet::DenseNet(Backend& be, DenseNetConfig cfg, int64_t batch, int64_t height, int64_t width,
-                   bool trainable)
+                   bool trainable, bool allocate)
     : be_(be), cfg_(std::move(cfg)), n_(batch), h_(height), w_(width), trainable_(trainable) {
   CXR_CHECK(batch >= 1, "batch size must be at least 1, got ", batch);
   build();
-  arena_ = std::make_unique<Arena>(be_, plan_);
+  if (!allocate) return;
+  try {
+    arena_ = std::make_unique<Arena>(be_, plan_);
+  } catch (const Error& e) {
+    CXR_FAIL("cannot allocate the ", format_bytes(double(plan_.total_bytes())), " that ", cfg_.arch, " needs for ",
+             trainable_ ? "training" : "inference", " at batch ", n_, " and ", h_, "x", w_, " on ", be_.name(),
+             " (lower the batch size or the image size): ", e.what());
+  }
+  if (trainable_) {
+    be_.fill(adam_m(), 0.0f, table_.trainable_count());
+    be_.fill(adam_v(), 0.0f, table_.trainable_count());
+  }
 }
 
 DenseNet::~DenseNet() = default;
@@ -146,32 +157,45 @@ void DenseNet::build() {
   loss_ = add("loss", MemCategory::Input, Shape{1, 1, 1, 1});
   dlogits_ = add("d logits", MemCategory::Recompute, Shape{N, cfg_.classes, 1, 1});
   dpooled_ = add("d pooled", MemCategory::Recompute, Shape{N, C, 1, 1});
+  dhead_ = plan_.add_floats("head gradient scratch", MemCategory::Recompute, C * cfg_.classes + cfg_.classes);
 
   params_ = plan_.add_floats("parameters", MemCategory::Parameters, table_.trainable_count());
-  if (trainable_) grads_ = plan_.add_floats("gradients", MemCategory::Gradients, table_.trainable_count());
+  if (trainable_) {
+    grads_ = plan_.add_floats("gradients", MemCategory::Gradients, table_.trainable_count());
+    adam_m_ = plan_.add_floats("Adam first moments", MemCategory::OptimizerState, table_.trainable_count());
+    adam_v_ = plan_.add_floats("Adam second moments", MemCategory::OptimizerState, table_.trainable_count());
+  }
   state_ = plan_.add_floats("running statistics", MemCategory::BnState, table_.state_count());
   workspace_ = plan_.add("convolution workspace", MemCategory::Workspace, workspace);
 }
 
 StepContext DenseNet::context(bool training) const {
   const auto& ws = plan_.entry(workspace_);
-  return StepContext{be_, *arena_, table_, arena_->floats(params_),
-                     trainable_ ? arena_->floats(grads_) : nullptr, arena_->floats(state_),
-                     Workspace{arena_->ptr(workspace_), ws.bytes}, training};
+  return StepContext{be_, arena(), table_, arena().floats(params_),
+                     trainable_ ? arena().floats(grads_) : nullptr, arena().floats(state_),
+                     Workspace{arena().ptr(workspace_), ws.bytes}, training, cfg_.bn_momentum};
 }
 
 Tensor DenseNet::input() const { return buffer(input_, Shape{n_, 3, h_, w_}); }
-float* DenseNet::labels() const { return arena_->floats(labels_); }
-float* DenseNet::w_pos() const { return arena_->floats(wpos_); }
-float* DenseNet::w_neg() const { return arena_->floats(wneg_); }
-float* DenseNet::logits() const { return arena_->floats(logits_); }
+float* DenseNet::labels() const { return arena().floats(labels_); }
+float* DenseNet::w_pos() const { return arena().floats(wpos_); }
+float* DenseNet::w_neg() const { return arena().floats(wneg_); }
+float* DenseNet::logits() const { return arena().floats(logits_); }
 Tensor DenseNet::features() const { return buffer(features_, feat_shape_); }
-float* DenseNet::params() const { return arena_->floats(params_); }
+float* DenseNet::params() const { return arena().floats(params_); }
 float* DenseNet::grads() const {
   CXR_CHECK(trainable_, "this model was planned for inference: it has no gradients");
-  return arena_->floats(grads_);
+  return arena().floats(grads_);
 }
-float* DenseNet::state() const { return arena_->floats(state_); }
+float* DenseNet::state() const { return arena().floats(state_); }
+float* DenseNet::adam_m() const {
+  CXR_CHECK(trainable_, "this model was planned for inference: it has no optimizer state");
+  return arena().floats(adam_m_);
+}
+float* DenseNet::adam_v() const {
+  CXR_CHECK(trainable_, "this model was planned for inference: it has no optimizer state");
+  return arena().floats(adam_v_);
+}
 
 void DenseNet::forward(bool training) {
   CXR_CHECK(!training || trainable_, "training-mode forward on a model planned for inference");
@@ -201,10 +225,10 @@ void DenseNet::forward(bool training) {
 }
 
 float DenseNet::loss() {
-  be_.weighted_bce(arena_->floats(loss_), arena_->floats(dlogits_), logits(), labels(), w_pos(), w_neg(),
+  be_.weighted_bce(arena().floats(loss_), arena().floats(dlogits_), logits(), labels(), w_pos(), w_neg(),
                    n_, cfg_.classes);
   float host = 0;
-  be_.copy_to_host(&host, arena_->floats(loss_), sizeof(float));
+  be_.copy_to_host(&host, arena().floats(loss_), sizeof(float));
   be_.synchronize();
   loss_done_ = true;
   return host;
@@ -215,7 +239,7 @@ void DenseNet::backward() {
   const StepContext s = context(true);
   const Tensor pooled = buffer(pooled_, Shape{n_, features_c_, 1, 1});
   const Tensor dpooled = buffer(dpooled_, pooled.shape);
-  be_.dense_backward(dpooled.data, s.grad(dense_), s.grad(dense_ + 1), arena_->floats(dlogits_), pooled.data,
+  be_.dense_backward(dpooled.data, s.grad(dense_), s.grad(dense_ + 1), arena().floats(dlogits_), pooled.data,
                      s.param(dense_), n_, features_c_, cfg_.classes);
   // wide2 <- d features (masked by the ReLU); the last block's gradient (=) from the final BN.
   const Tensor dfeat = scratch_.view(s, scratch_.wide2, feat_shape_);
@@ -246,6 +270,19 @@ void DenseNet::backward() {
   const Tensor dc1 = z;  // z is dead once the mask is applied
   bn0_.backward(s, dc1, GradMode::Overwrite, dz, c1);
   conv0_.backward_filter(s, dc1, input());
+}
+
+Tensor DenseNet::feature_gradients(const float* dlogits) {
+  const StepContext s = context(false);
+  const Tensor pooled = buffer(pooled_, Shape{n_, features_c_, 1, 1});
+  const Tensor dpooled = buffer(dpooled_, pooled.shape);
+  // Only dx is wanted; the dense layer's own gradients go to a scratch buffer of the head's size.
+  float* dkernel = arena().floats(dhead_);
+  be_.dense_backward(dpooled.data, dkernel, dkernel + features_c_ * cfg_.classes, dlogits, pooled.data,
+                     s.param(dense_), n_, features_c_, cfg_.classes);
+  const Tensor dfeat = scratch_.view(s, scratch_.wide1, feat_shape_);
+  be_.global_avgpool_backward(dfeat, dpooled);
+  return dfeat;
 }
 
 void DenseNet::set_weights(const std::vector<float>& params, const std::vector<float>& state) {

@@ -16,6 +16,9 @@ struct DenseNetConfig {
   std::vector<int> blocks{6, 12, 24, 16};
   int64_t growth = 32, bottleneck = 128, stem = 64;
   int64_t classes = 14;
+  // BN running statistics: running = m * running + (1 - m) * batch. Keras's 0.99 needs a few hundred
+  // steps to forget its initial values; PyTorch's default is the equivalent of 0.9.
+  double bn_momentum = 0.99;
   // densenet121, densenet169 ([6, 12, 32, 32]) or densenet201 ([6, 12, 48, 32]).
   static DenseNetConfig from_arch(const std::string& arch, int64_t classes = 14);
 };
@@ -28,8 +31,9 @@ struct LayerInfo {
 
 class DenseNet {
  public:
+  // allocate = false builds the plan only (for `cxr plan`): nothing may run on such a model.
   DenseNet(Backend& be, DenseNetConfig cfg, int64_t batch, int64_t height, int64_t width,
-           bool trainable = true);
+           bool trainable = true, bool allocate = true);
   ~DenseNet();
 
   const DenseNetConfig& config() const { return cfg_; }
@@ -50,6 +54,8 @@ class DenseNet {
   float* params() const;        // trainable weights, laid out by table()
   float* grads() const;         // their gradients (training models only)
   float* state() const;         // BN running statistics
+  float* adam_m() const;        // Adam moments, laid out like params() (training models only;
+  float* adam_v() const;        // zero after construction)
 
   // Forward pass. training: batch statistics and the running update; otherwise running statistics.
   void forward(bool training);
@@ -57,6 +63,11 @@ class DenseNet {
   float loss();
   // Backward of the last forward(true) and loss(): every trainable gradient is overwritten.
   void backward();
+
+  // Gradient of sum(dlogits * logits) with respect to features() after a forward pass, through the
+  // head only (dense layer, global average pool): what Grad-CAM needs. dlogits: device (N, K).
+  // Returns a view of scratch that the next forward/backward overwrites. Works for inference plans.
+  Tensor feature_gradients(const float* dlogits);
 
   // Host transfers of whole buffers.
   void set_weights(const std::vector<float>& params, const std::vector<float>& state);
@@ -73,7 +84,11 @@ class DenseNet {
     Transition transition;
   };
   StepContext context(bool training) const;
-  Tensor buffer(MemoryPlan::Id id, const Shape& s) const { return Tensor(arena_->floats(id), s, be_.device()); }
+  const Arena& arena() const {
+    CXR_CHECK(arena_ != nullptr, "this model was built as a plan only: it has no memory");
+    return *arena_;
+  }
+  Tensor buffer(MemoryPlan::Id id, const Shape& s) const { return Tensor(arena().floats(id), s, be_.device()); }
   void build();
 
   Backend& be_;
@@ -95,7 +110,7 @@ class DenseNet {
   int64_t features_c_ = 0;
   Shape stem_shape_, feat_shape_;
   MemoryPlan::Id params_{}, grads_{}, state_{}, input_{}, labels_{}, wpos_{}, wneg_{}, loss_{},
-      logits_{}, dlogits_{}, pooled_{}, dpooled_{}, stem_out_{}, features_{}, workspace_{};
+      logits_{}, dlogits_{}, pooled_{}, dpooled_{}, dhead_{}, adam_m_{}, adam_v_{}, stem_out_{}, features_{}, workspace_{};
   bool forward_training_done_ = false, loss_done_ = false;
 };
 

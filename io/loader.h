@@ -2,9 +2,13 @@
 // same seed, same orders; different epochs, different orders) and may flip images horizontally;
 // evaluation pipelines never shuffle or augment and yield every image of the set exactly once, the
 // last partial batch included. Batches are assembled on a background thread, double-buffered, into
-// memory from an allocator hook (the CUDA side passes pinned host memory).
+// memory from an allocator hook (the CUDA side passes pinned host memory: see
+// kernels/cuda/normalize_cuda.h for the pinned allocator and the asynchronous upload); the
+// background thread shares each batch's images with `threads - 1` helper threads.
 #pragma once
+#include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -34,6 +38,7 @@ struct LoaderOptions {
   bool normalize = true;         // fill Batch::input on the host; false: only Batch::pixels (GPU normalises)
   NormParams norm;
   HostAllocator allocator;       // empty: default_host_allocator()
+  int threads = 0;               // threads assembling a batch (read, flip, normalise); 0: all cores
   static LoaderOptions train(int batch, uint64_t seed) {
     LoaderOptions o;
     o.split = Split::Train, o.batch = batch, o.shuffle = true, o.flip = true, o.seed = seed;
@@ -76,8 +81,18 @@ class Loader {
 
  private:
   struct Buffer;
+  // The images of one batch, shared by the batch thread and the helpers (Note [loader threads]).
+  struct Job {
+    Buffer* buf = nullptr;
+    int64_t epoch = 0, n = 0;
+    std::atomic<int64_t> next{0};
+    std::exception_ptr error;
+  };
   void worker();
   void fill(Buffer& b, int64_t epoch, int64_t index, const std::vector<int64_t>& order);
+  void fill_image(Buffer& b, int64_t epoch, int64_t k);
+  void run_job(Job& job);
+  void helper();
   void stop_worker();
 
   const PackedDataset& data_;
@@ -94,6 +109,15 @@ class Loader {
   std::vector<int64_t> order_;
   int64_t produced_ = 0, consumed_ = 0, total_ = 0;  // batches in this epoch
   std::exception_ptr error_;
+
+  // Helper threads for the images of a batch (Note [loader threads] in loader.cpp).
+  std::vector<std::thread> helpers_;
+  std::mutex pool_mu_;
+  std::condition_variable pool_cv_, pool_done_cv_;
+  Job job_;
+  uint64_t job_gen_ = 0;
+  int job_active_ = 0;
+  bool pool_stop_ = false;
 };
 
 }  // namespace cxr::io

@@ -10,7 +10,8 @@
 //   /split           uint8  (N)         0 train, 1 val, 2 test, 255 excluded (image unreadable)
 //   /done            uint8  (N)         0 pending, 1 written, 2 unreadable (resume bookkeeping)
 //   root attributes: format ("cxr-packed-1"), class_names (C strings), image_size, command,
-//   source_csv, split_method ("random" | "lists"), split_lists, seed, ratios (3 doubles), created
+//   source_csv, split_method ("random" | "lists"), split_lists, resize (the filter and reduction
+//   used), seed, ratios (3 doubles), created
 //   (UTC date), fingerprint (of names, split and size; resume requires it to match), complete (0/1).
 #pragma once
 #include <cstdint>
@@ -32,6 +33,7 @@ struct PackedMeta {
   std::string source_csv;
   std::string split_method;  // "random" or "lists"
   std::string split_lists;   // the list files, space-separated
+  std::string resize;        // how images were resized (io/image.h), e.g. "mitchell antialiased"
   uint64_t seed = 0;
   SplitRatios ratios;
 };
@@ -66,8 +68,9 @@ class PackedWriter {
   bool resumed_ = false;
 };
 
-// Read access to a packed file. Reads are serialised internally (one HDF5 file handle), so one
-// object may be shared by threads.
+// Read access to a packed file; one object may be shared by threads. Images are read with pread()
+// at their chunk's file address, concurrently (see Note [direct chunk reads] in packed.cpp); HDF5
+// calls are serialised internally.
 class PackedDataset {
  public:
   explicit PackedDataset(const std::string& path);
@@ -98,6 +101,8 @@ class PackedDataset {
   void read_batch(const int64_t* idx, int64_t n, uint8_t* out) const;
 
  private:
+  void enable_pread();
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string path_;

@@ -89,6 +89,9 @@ PrepareResult prepare_dataset(const PrepareOptions& opt) {
   meta.seed = opt.seed;
   meta.ratios = opt.ratios;
   meta.split_method = opt.split_lists.empty() ? "random" : "lists";
+  meta.resize = "mitchell antialiased (B = C = 1/3, widened to the output pixel), from 8-bit grey";
+  if (opt.reducing_gap > 0)
+    meta.resize += ", after exact r x r block means, r = floor(scale / " + std::to_string(opt.reducing_gap) + ")";
   for (auto& f : opt.split_lists) meta.split_lists += (meta.split_lists.empty() ? "" : " ") + f;
   PackedWriter writer(opt.out, kept_rows, kept_split, meta);
 

@@ -17,7 +17,7 @@ struct PrepareOptions {
   std::vector<std::string> split_lists;  // see split_from_lists()
   uint64_t seed = 0;
   int threads = 0;        // 0: all cores
-  double reducing_gap = 1.5;  // see resize_grey(); 0: resample the full image directly (slower)
+  double reducing_gap = 0.0;  // see resize_grey(); 0: resample the full image directly (the exact filter)
   std::string command;    // recorded in the file
   bool quiet = false;     // no progress output
   int64_t stop_after = -1;  // testing: stop (resumably) after this many new images

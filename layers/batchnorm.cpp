@@ -15,7 +15,7 @@ void BatchNorm::forward(const StepContext& s, const Tensor& y, const Tensor& x, 
   if (s.training) {
     const double n = double(x.n() * x.h() * x.w());
     const double correction = n > 1 ? n / (n - 1) : 1.0;  // Note [BN running variance]
-    s.be.batchnorm_stats(mean(s), invstd(s), rm, rv, x, kEpsilon, kMomentum, correction);
+    s.be.batchnorm_stats(mean(s), invstd(s), rm, rv, x, kEpsilon, s.bn_momentum, correction);
   } else {
     s.be.batchnorm_inference_stats(mean(s), invstd(s), rm, rv, channels, kEpsilon);
   }

@@ -1,4 +1,5 @@
-// Batch normalisation layer (Keras semantics, epsilon 1.001e-5, momentum 0.99), optionally fused
+// Batch normalisation layer (Keras semantics, epsilon 1.001e-5, momentum from the step context,
+// 0.99 by default as Keras's), optionally fused
 // with the ReLU that follows it everywhere in DenseNet.
 //
 // Note [BN running variance]: Keras (tf.keras 2.21, checked numerically by the fixture script)
@@ -15,7 +16,6 @@ namespace cxr {
 
 struct BatchNorm {
   static constexpr double kEpsilon = 1.001e-5;
-  static constexpr double kMomentum = 0.99;
 
   int gamma = -1;  // table rows gamma, beta, moving_mean, moving_variance follow each other
   int64_t channels = 0;

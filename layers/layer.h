@@ -16,6 +16,7 @@ struct StepContext {
   float* state;   // BN running statistics
   Workspace ws;   // convolution workspace
   bool training;  // BN with batch statistics (and running update) vs running statistics
+  double bn_momentum = 0.99;  // running = momentum * running + (1 - momentum) * batch (Keras's default)
 
   float* param(int i) const { return params + table[i].offset; }
   float* grad(int i) const { return grads + table[i].offset; }

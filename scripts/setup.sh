@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs what cxr needs from Debian (only the packages that are missing), then configures and builds
+# Installs what cxr needs from Debian (with --tests, also what the test suite needs) (only the packages that are missing), then configures and builds
 # it in Release under build/. The CUDA backend is built too when nvcc and cuDNN are present
 # (/usr/local/cuda); pass -DCXR_CUDA=OFF in CXR_CMAKE_ARGS to skip it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libcli11-dev
-          nlohmann-json3-dev libstb-dev libgtest-dev libbenchmark-dev)
+          nlohmann-json3-dev libstb-dev libgtest-dev libbenchmark-dev libcairo2-dev libexpat1-dev)
+# The test suite also opens the HTML report in a headless browser.
+[ "${1:-}" = "--tests" ] && packages+=(chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,6 +3,6 @@
 # when no CUDA device is present; tests that read ../shared/data skip when it is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 cd build
 ctest --output-on-failure -j"$(nproc)"

@@ -50,28 +50,32 @@ struct ToyPacked {
 };
 
 TEST(DataNormalize, ModesMatchFormulas) {
-  const int64_t n = 3, hw = 50;
-  std::vector<uint8_t> in(n * hw);
-  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<uint8_t>((i * 37 + 11) % 256);
-  std::vector<float> out(n * 3 * hw, std::nanf(""));  // poisoned
-  for (NormMode mode : {NormMode::Sample, NormMode::Dataset, NormMode::ImageNet}) {
-    NormParams p{mode, 100.f, 40.f};
-    normalize_cpu(out.data(), in.data(), n, hw, p);
-    for (int64_t i = 0; i < n; ++i) {
-      double m = 0, v = 0;
-      for (int64_t j = 0; j < hw; ++j) m += in[i * hw + j];
-      m /= hw;
-      for (int64_t j = 0; j < hw; ++j) v += (in[i * hw + j] - m) * (in[i * hw + j] - m);
-      const double sd = std::sqrt(v / hw);
-      for (int c = 0; c < 3; ++c)
-        for (int64_t j = 0; j < hw; ++j) {
-          const double x = in[i * hw + j];
-          double ref = mode == NormMode::Sample    ? (x - m) / (sd + 1e-7)
-                       : mode == NormMode::Dataset ? (x - 100.0) / (40.0 + 1e-7)
-                                                   : (x / 255.0 - kImageNetMean[c]) / kImageNetStd[c];
-          // 1e-5 relative to the value's scale: float arithmetic on values of magnitude <= ~3.
-          ASSERT_NEAR(out[(i * 3 + c) * hw + j], ref, 1e-5 * std::max(1.0, std::fabs(ref))) << norm_mode_name(mode);
-        }
+  // hw = 50: the plain loop only; 4100 (a multiple of 4, not of 16): the vectorised path and its tail.
+  for (const int64_t hw : {int64_t(50), int64_t(4100)}) {
+    const int64_t n = 3;
+    std::vector<uint8_t> in(n * hw);
+    for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<uint8_t>((i * 37 + 11 + i / 97) % 256);
+    std::vector<float> out(n * 3 * hw, std::nanf(""));  // poisoned
+    for (NormMode mode : {NormMode::Sample, NormMode::Dataset, NormMode::ImageNet}) {
+      NormParams p{mode, 100.f, 40.f};
+      normalize_cpu(out.data(), in.data(), n, hw, p);
+      for (int64_t i = 0; i < n; ++i) {
+        double m = 0, v = 0;
+        for (int64_t j = 0; j < hw; ++j) m += in[i * hw + j];
+        m /= hw;
+        for (int64_t j = 0; j < hw; ++j) v += (in[i * hw + j] - m) * (in[i * hw + j] - m);
+        const double sd = std::sqrt(v / hw);
+        for (int c = 0; c < 3; ++c)
+          for (int64_t j = 0; j < hw; ++j) {
+            const double x = in[i * hw + j];
+            double ref = mode == NormMode::Sample    ? (x - m) / (sd + 1e-7)
+                         : mode == NormMode::Dataset ? (x - 100.0) / (40.0 + 1e-7)
+                                                     : (x / 255.0 - kImageNetMean[c]) / kImageNetStd[c];
+            // 1e-5 relative to the value's scale: float arithmetic on values of magnitude <= ~3.
+            ASSERT_NEAR(out[(i * 3 + c) * hw + j], ref, 1e-5 * std::max(1.0, std::fabs(ref)))
+                << norm_mode_name(mode) << " hw " << hw << " j " << j;
+          }
+      }
     }
   }
   EXPECT_THROW(parse_norm_mode("minmax"), Error);
@@ -173,6 +177,68 @@ TEST(DataLoader, DropLastAndRestartMidEpoch) {
   }
   EXPECT_EQ(batches, n / 8);
   EXPECT_EQ(seen, n / 8 * 8);
+}
+
+// The batch assembly is spread over threads; the batches must not depend on how many.
+TEST(DataLoader, ThreadCountDoesNotChangeBatches) {
+  ToyPacked t(50);
+  PackedDataset d(t.path);
+  auto collect = [&](int threads) {
+    LoaderOptions o = LoaderOptions::train(8, 11);
+    o.threads = threads;
+    Loader l(d, o);
+    std::vector<float> all;
+    for (int64_t epoch = 0; epoch < 2; ++epoch) {
+      l.start_epoch(epoch);
+      while (const Batch* b = l.next()) {
+        all.insert(all.end(), b->input, b->input + b->size * 3 * t.S * t.S);
+        for (int64_t k = 0; k < b->size; ++k) all.push_back(static_cast<float>(b->indices[k] * 2 + b->flipped[k]));
+      }
+    }
+    return all;
+  };
+  const std::vector<float> one = collect(1);
+  EXPECT_EQ(collect(3), one);
+  EXPECT_EQ(collect(0), one);
+}
+
+// Direct chunk reads (pread at the chunk's file address, Note [direct chunk reads]) give what HDF5
+// reads, from many threads at once; an image never written (unreadable) reads as zeros.
+TEST(DataPacked, DirectReadsMatchHdf5) {
+  cxr::test::ScratchDir dir("packed_direct");
+  const int S = 24;
+  const int64_t n = 40;
+  std::vector<LabelRow> rows(n);
+  for (int64_t i = 0; i < n; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%08d_000.png", static_cast<int>(i + 1));
+    rows[i].image = name, rows[i].patient_id = i + 1;
+  }
+  const std::string path = dir / "direct.h5";
+  std::vector<uint8_t> px(static_cast<size_t>(n) * S * S);
+  for (size_t j = 0; j < px.size(); ++j) px[j] = static_cast<uint8_t>(j * 2654435761u >> 13);
+  {
+    PackedMeta meta;
+    meta.image_size = S;
+    PackedWriter w(path, rows, std::vector<Split>(n, Split::Train), meta);
+    for (int64_t i = 0; i < n; ++i)
+      if (i == 7) w.mark_unreadable(i);
+      else w.write_image(i, px.data() + i * S * S);
+    w.finish();
+  }
+  PackedDataset d(path);
+  std::vector<int64_t> idx(n * 3);
+  for (size_t k = 0; k < idx.size(); ++k) idx[k] = static_cast<int64_t>((k * 17) % n);
+  std::vector<uint8_t> got(idx.size() * S * S, 0xAB);
+#pragma omp parallel for num_threads(4)
+  for (int64_t k = 0; k < static_cast<int64_t>(idx.size()); ++k) d.read_image(idx[k], got.data() + k * S * S);
+  for (size_t k = 0; k < idx.size(); ++k) {
+    const int64_t i = idx[k];
+    for (int j = 0; j < S * S; ++j) {
+      const uint8_t want = i == 7 ? 0 : px[i * S * S + j];
+      ASSERT_EQ(got[k * S * S + j], want) << "image " << i << " pixel " << j;
+    }
+  }
 }
 
 TEST(DataSynth, DeterministicAllClassesAndBoxes) {

@@ -46,6 +46,7 @@ TEST(DataPrepare, NihSample64PreparesCompletely) {
   EXPECT_EQ(d.class_names().at(13), "Hernia");
   EXPECT_EQ(d.attribute("source_csv"), o.csv);
   EXPECT_EQ(d.attribute("split_method"), "random");
+  EXPECT_NE(d.attribute("resize").find("mitchell"), std::string::npos) << d.attribute("resize");
   EXPECT_EQ(d.seed(), 3u);
   auto rows = read_label_csv(o.csv);
   std::map<std::string, const LabelRow*> by_name;

@@ -110,6 +110,10 @@ void add_prepare(CLI::App& app) {
   c->add_option("--size", opt->size, "image side after resizing")->capture_default_str();
   split->add(c);
   c->add_option("--threads", opt->threads, "decoding threads (0: all cores)")->capture_default_str();
+  c->add_option("--reducing-gap", opt->reducing_gap,
+                "0: resample each full image with the antialiasing filter; G > 0: first average r x r "
+                "blocks exactly, r = floor(scale / G) (as Pillow; a few grey levels different)")
+      ->capture_default_str();
   c->add_flag("--quiet", opt->quiet, "no progress output");
   c->add_flag("--json", *json, "print the summary as JSON");
   c->callback([opt, split, json] {
@@ -119,6 +123,7 @@ void add_prepare(CLI::App& app) {
     std::ostringstream cmd;
     cmd << "cxr prepare --csv " << quote(opt->csv) << " --images " << quote(opt->images_dir) << " --out "
         << quote(opt->out) << " --size " << opt->size << " --seed " << opt->seed;
+    if (opt->reducing_gap > 0) cmd << " --reducing-gap " << opt->reducing_gap;
     if (split->lists.empty()) cmd << " --split " << split->ratios;
     else {
       cmd << " --split-lists";
@@ -157,8 +162,16 @@ void add_split_check(CLI::App& app) {
   od->excludes(oc);
   split->add(c);
   c->add_flag("--json", *json, "JSON on stdout (key shared_patients)");
-  c->callback([data, csv, split, json] {
+  auto list = std::make_shared<std::string>();
+  c->add_option("--list", *list, "instead of the check, print the image names of one set (train, val, test), one a line")
+      ->needs(od);
+  c->callback([data, csv, split, json, list] {
     io::SplitCheck chk;
+    if (!list->empty()) {
+      io::PackedDataset d(*data);
+      for (int64_t i : d.indices(io::parse_split_name(*list))) std::cout << d.names()[size_t(i)] << "\n";
+      return;
+    }
     if (!data->empty()) {
       io::PackedDataset d(*data);
       chk = io::check_split(d.patient_ids(), d.labels(), d.split());

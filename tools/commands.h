@@ -8,5 +8,9 @@ namespace cxr::cli {
 
 void add_model_commands(CLI::App& app);  // model-info, bench          (tools/cmd_model.cpp)
 void add_data_commands(CLI::App& app);   // synth, prepare, split-check, stats (tools/cmd_data.cpp)
+void add_weights_commands(CLI::App& app);  // weights inspect, weights convert (tools/cmd_weights.cpp)
+void add_train_commands(CLI::App& app);  // train, evaluate, predict   (tools/cmd_train.cpp)
+void add_plan_commands(CLI::App& app);   // plan                      (tools/cmd_plan.cpp)
+void add_gradcam_commands(CLI::App& app);  // gradcam, report         (tools/cmd_gradcam.cpp)
 
 }  // namespace cxr::cli

@@ -10,6 +10,10 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "cxr 0.1.0");
   cxr::cli::add_model_commands(app);
   cxr::cli::add_data_commands(app);
+  cxr::cli::add_weights_commands(app);
+  cxr::cli::add_train_commands(app);
+  cxr::cli::add_plan_commands(app);
+  cxr::cli::add_gradcam_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

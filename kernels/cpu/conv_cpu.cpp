@@ -3,6 +3,7 @@
 //   backward data:   col (CRR, PQ) = W^T . dY_n;  dX_n (+)= col2im(col)
 //   backward filter: dW (K, CRR)  (+)= sum_n dY_n . col(X_n)^T
 // A 1x1 stride-1 unpadded convolution skips im2col: X_n already is the (C, HW) matrix.
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/cpu/gemm.h"
@@ -14,6 +15,14 @@ namespace {
 
 bool is_pointwise(const ConvGeom& g) { return g.kernel == 1 && g.stride == 1 && g.pad == 0; }
 
+// The output columns q whose input column q*stride - pad + s lies inside [0, W): [q0, q1).
+inline void valid_columns(int64_t W, int64_t Q, int64_t stride, int64_t off, int64_t* q0, int64_t* q1) {
+  // iw = q*stride + off >= 0  <=>  q >= ceil(-off / stride);  iw < W  <=>  q <= floor((W - 1 - off) / stride)
+  *q0 = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  *q1 = W - 1 - off < 0 ? 0 : std::min(Q, (W - 1 - off) / stride + 1);
+  if (*q1 < *q0) *q1 = *q0;
+}
+
 // col[(c*R + r)*R + s][p*Q + q] = x[c][p*stride - pad + r][q*stride - pad + s] (0 outside).
 template <typename T>
 void im2col(T* col, const T* x, int64_t C, int64_t H, int64_t W, int64_t P, int64_t Q, const ConvGeom& g) {
@@ -21,7 +30,9 @@ void im2col(T* col, const T* x, int64_t C, int64_t H, int64_t W, int64_t P, int6
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t c = 0; c < C; ++c)
     for (int64_t rs = 0; rs < R * R; ++rs) {
-      const int64_t r = rs / R, s = rs % R;
+      const int64_t r = rs / R, s = rs % R, off = s - g.pad;
+      int64_t q0, q1;
+      valid_columns(W, Q, g.stride, off, &q0, &q1);
       T* dst = col + (c * R * R + rs) * P * Q;
       const T* src = x + c * H * W;
       for (int64_t p = 0; p < P; ++p) {
@@ -31,11 +42,13 @@ void im2col(T* col, const T* x, int64_t C, int64_t H, int64_t W, int64_t P, int6
           std::memset(d, 0, sizeof(T) * size_t(Q));
           continue;
         }
-        const T* row = src + ih * W;
-        for (int64_t q = 0; q < Q; ++q) {
-          const int64_t iw = q * g.stride - g.pad + s;
-          d[q] = (iw >= 0 && iw < W) ? row[iw] : T(0);
-        }
+        const T* row = src + ih * W + off;
+        std::fill(d, d + q0, T(0));
+        if (g.stride == 1)
+          std::memcpy(d + q0, row + q0, sizeof(T) * size_t(q1 - q0));
+        else
+          for (int64_t q = q0; q < q1; ++q) d[q] = row[q * g.stride];
+        std::fill(d + q1, d + Q, T(0));
       }
     }
 }
@@ -47,16 +60,20 @@ void col2im_add(T* x, const T* col, int64_t C, int64_t H, int64_t W, int64_t P, 
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c)
     for (int64_t rs = 0; rs < R * R; ++rs) {  // one thread per channel: no write races
-      const int64_t r = rs / R, s = rs % R;
+      const int64_t r = rs / R, s = rs % R, off = s - g.pad;
+      int64_t q0, q1;
+      valid_columns(W, Q, g.stride, off, &q0, &q1);
       const T* src = col + (c * R * R + rs) * P * Q;
       T* dst = x + c * H * W;
       for (int64_t p = 0; p < P; ++p) {
         const int64_t ih = p * g.stride - g.pad + r;
         if (ih < 0 || ih >= H) continue;
-        for (int64_t q = 0; q < Q; ++q) {
-          const int64_t iw = q * g.stride - g.pad + s;
-          if (iw >= 0 && iw < W) dst[ih * W + iw] += src[p * Q + q];
-        }
+        T* row = dst + ih * W + off;
+        const T* in = src + p * Q;
+        if (g.stride == 1)
+          for (int64_t q = q0; q < q1; ++q) row[q] += in[q];
+        else
+          for (int64_t q = q0; q < q1; ++q) row[q * g.stride] += in[q];
       }
     }
 }

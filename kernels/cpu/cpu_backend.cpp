@@ -2,6 +2,7 @@
 #include "kernels/cpu/cpu_backend.h"
 
 #include <cblas.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -58,6 +59,11 @@ void CpuBackend::release(void* p) {
     }
   }
   std::free(p);
+}
+
+size_t CpuBackend::memory_capacity_bytes() const {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? size_t(pages) * size_t(page) : 0;
 }
 
 void CpuBackend::copy_to_device(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
@@ -143,6 +149,11 @@ void CpuBackend::sigmoid_forward(float* y, const float* x, int64_t count) { cpu:
 void CpuBackend::weighted_bce(float* loss, float* dz, const float* z, const float* labels, const float* w_pos,
                               const float* w_neg, int64_t n, int64_t k) {
   cpu::weighted_bce(loss, dz, z, labels, w_pos, w_neg, n, k);
+}
+
+void CpuBackend::adam_update(float* params, float* m, float* v, const float* grads, int64_t count,
+                             const AdamParams& a) {
+  cpu::adam_update(params, m, v, grads, count, a);
 }
 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }

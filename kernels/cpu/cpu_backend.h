@@ -21,6 +21,7 @@ class CpuBackend final : public Backend {
   void fill(float* dst, float value, int64_t count) override;
   void synchronize() override {}
   size_t peak_allocated_bytes() const override { return peak_; }
+  size_t memory_capacity_bytes() const override;
 
   size_t conv2d_workspace_bytes(const Shape& y, const Shape& x, const Shape& w,
                                 const ConvGeom& g) override;
@@ -59,6 +60,9 @@ class CpuBackend final : public Backend {
   void sigmoid_forward(float* y, const float* x, int64_t count) override;
   void weighted_bce(float* loss, float* dz, const float* z, const float* labels, const float* w_pos,
                     const float* w_neg, int64_t n, int64_t k) override;
+
+  void adam_update(float* params, float* m, float* v, const float* grads, int64_t count,
+                   const AdamParams& a) override;
 
  private:
   size_t live_ = 0, peak_ = 0;

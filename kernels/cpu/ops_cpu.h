@@ -57,4 +57,6 @@ template <typename T> void dense_backward(T* dx, T* dkernel, T* dbias, const T* 
 template <typename T> void sigmoid_forward(T* y, const T* x, int64_t count);
 template <typename T> void weighted_bce(T* loss, T* dz, const T* z, const T* labels, const T* w_pos, const T* w_neg, int64_t n, int64_t k);
 
+template <typename T> void adam_update(T* params, T* m, T* v, const T* grads, int64_t count, const AdamParams& a);
+
 }  // namespace cxr::cpu

@@ -162,6 +162,13 @@ void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t bytes) {
   CXR_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
 }
 
+size_t CudaBackend::memory_capacity_bytes() const {
+  size_t free_bytes = 0, total_bytes = 0;
+  CXR_CUDA_CHECK(cudaSetDevice(device_));
+  CXR_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return total_bytes;
+}
+
 void CudaBackend::synchronize() { CXR_CUDA_CHECK(cudaStreamSynchronize(stream())); }
 
 // ---- fill ------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ class CudaBackend final : public Backend {
   void fill(float* dst, float value, int64_t count) override;
   void synchronize() override;
   size_t peak_allocated_bytes() const override;
+  size_t memory_capacity_bytes() const override;
 
   size_t conv2d_workspace_bytes(const Shape& y, const Shape& x, const Shape& w, const ConvGeom& g) override;
   void conv2d_forward(const Tensor& y, const Tensor& x, const float* w, const Shape& wshape,
@@ -80,6 +81,8 @@ class CudaBackend final : public Backend {
                       const float* kernel, int64_t n, int64_t in, int64_t out) override;
 
   void sigmoid_forward(float* y, const float* x, int64_t count) override;
+  void adam_update(float* params, float* m, float* v, const float* grads, int64_t count,
+                   const AdamParams& a) override;
   void weighted_bce(float* loss, float* dz, const float* z, const float* labels, const float* w_pos,
                     const float* w_neg, int64_t n, int64_t k) override;
 

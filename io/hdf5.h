@@ -1,0 +1,111 @@
+// Thin RAII layer over the HDF5 C library for weight files and checkpoints: owned handles, an
+// error silencer (HDF5 prints its error stack to stderr by default; we throw instead, with the
+// innermost message of that stack), and typed helpers for the attributes and datasets that Keras
+// files use (variable- and fixed-length string attributes, float32 datasets at nested paths).
+//
+// Every helper throws cxr::Error; messages name the object path, and callers add the file name.
+#pragma once
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cxr::io::h5 {
+
+// An owned hid_t, closed with the matching H5*close on destruction. Move-only.
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer close) : id_(id), close_(close) {}
+  Handle(Handle&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)), close_(o.close_) {}
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      id_ = std::exchange(o.id_, H5I_INVALID_HID);
+      close_ = o.close_;
+    }
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() { reset(); }
+  hid_t get() const { return id_; }
+  operator hid_t() const { return id_; }  // NOLINT: handles are passed straight to H5* calls
+  bool valid() const { return id_ >= 0; }
+  // Closes now and reports whether HDF5 succeeded (a file close flushes: its failure matters).
+  bool close();
+
+ private:
+  void reset();
+  hid_t id_ = H5I_INVALID_HID;
+  Closer close_ = nullptr;
+};
+
+// While alive, HDF5 prints nothing (restores the previous handler on destruction).
+class Silence {
+ public:
+  Silence();
+  ~Silence();
+  Silence(const Silence&) = delete;
+  Silence& operator=(const Silence&) = delete;
+
+ private:
+  H5E_auto2_t func_ = nullptr;
+  void* data_ = nullptr;
+};
+
+// The innermost (most specific) message of HDF5's current error stack, or "" if it is empty.
+std::string last_error();
+
+// 1 = an HDF5 file, 0 = not one (or unreadable), with the reason in *why.
+bool is_hdf5(const std::string& path, std::string* why);
+
+Handle open_file(const std::string& path);  // read-only; throws naming the path and HDF5's reason
+Handle create_file(const std::string& path);  // truncates
+Handle open_group(hid_t loc, const std::string& path);
+Handle open_dataset(hid_t loc, const std::string& path);
+
+// True if every component of `path` (relative to loc, '/'-separated) exists. Never throws.
+bool exists(hid_t loc, const std::string& path);
+bool is_group(hid_t loc, const std::string& path);
+bool is_dataset(hid_t loc, const std::string& path);
+bool has_attr(hid_t obj, const std::string& name);
+// Names of a group's members, in HDF5's name order.
+std::vector<std::string> members(hid_t loc, const std::string& path);
+
+// String attributes: variable- or fixed-length, scalar or 1-D. An attribute of another type with
+// zero elements (Keras writes an empty float64 array for a layer without weights) reads as {}.
+std::vector<std::string> read_strings_attr(hid_t obj, const std::string& name);
+std::string read_string_attr(hid_t obj, const std::string& name);
+double read_double_attr(hid_t obj, const std::string& name);
+int64_t read_int_attr(hid_t obj, const std::string& name);
+std::vector<int64_t> read_ints_attr(hid_t obj, const std::string& name);
+
+void write_string_attr(hid_t obj, const std::string& name, const std::string& value);
+// Variable-length strings, like h5py and tf.keras write them; an empty list is written as an empty
+// float64 array (what tf.keras writes for `weight_names` of a layer without weights).
+void write_strings_attr(hid_t obj, const std::string& name, const std::vector<std::string>& values);
+void write_double_attr(hid_t obj, const std::string& name, double value);
+void write_int_attr(hid_t obj, const std::string& name, int64_t value);
+void write_ints_attr(hid_t obj, const std::string& name, const std::vector<int64_t>& values);
+
+struct DatasetInfo {
+  std::vector<int64_t> shape;
+  std::string dtype;  // "float32", "float64", "int64", "string", ... (numpy-like names)
+};
+DatasetInfo dataset_info(hid_t loc, const std::string& path);
+std::string dtype_name(hid_t type);
+
+// Reads a float32 dataset of exactly `expected` elements into out (must hold them).
+void read_floats(hid_t loc, const std::string& path, float* out, int64_t expected);
+// Creates the dataset (and any missing intermediate groups) and writes float32 data.
+void write_floats(hid_t loc, const std::string& path, const std::vector<int64_t>& shape, const float* data);
+// Scalar variable-length string datasets (for long text: attributes are limited to 64 KiB).
+void write_string_dataset(hid_t loc, const std::string& path, const std::string& value);
+std::string read_string_dataset(hid_t loc, const std::string& path);
+Handle create_group(hid_t loc, const std::string& path);  // with intermediate groups
+
+}  // namespace cxr::io::h5

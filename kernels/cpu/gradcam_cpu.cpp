@@ -1,0 +1,143 @@
+// CPU twins of the Grad-CAM ops (kernels/gradcam.h), templates over float/double with double
+// accumulation, and the Backend dispatch that sends CUDA buffers to kernels/cuda/gradcam_cuda.cu.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/checks.h"
+#include "kernels/gradcam.h"
+
+namespace cxr {
+
+namespace cpu {
+
+// alpha[n, c] = (1 / hw) sum_ij grads[n, c, i, j]
+template <typename T>
+void gradcam_channel_weights(T* weights, const T* grads, int64_t n, int64_t c, int64_t hw, int64_t bstride) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < c; ++k) {
+      const T* g = grads + i * bstride + k * hw;
+      double s = 0;
+      for (int64_t j = 0; j < hw; ++j) s += double(g[j]);
+      weights[i * c + k] = T(s / double(hw));
+    }
+}
+
+// cam[n, ij] = max(0, sum_c alpha[n, c] A[n, c, ij])
+template <typename T>
+void gradcam_weighted_sum_relu(T* cam, const T* weights, const T* features, int64_t n, int64_t c, int64_t hw,
+                               int64_t bstride) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < hw; ++j) {
+      const T* a = features + i * bstride + j;
+      double s = 0;
+      for (int64_t k = 0; k < c; ++k) s += double(weights[i * c + k]) * double(a[k * hw]);
+      cam[i * hw + j] = T(s > 0 ? s : 0);
+    }
+}
+
+template <typename T>
+void gradcam_normalize(T* cam, int64_t n, int64_t hw) {
+  for (int64_t i = 0; i < n; ++i) {
+    T* m = cam + i * hw;
+    T mx = 0;
+    for (int64_t j = 0; j < hw; ++j) mx = std::max(mx, m[j]);
+    for (int64_t j = 0; j < hw; ++j) m[j] = mx > T(0) ? m[j] / mx : T(0);
+  }
+}
+
+namespace {
+// Source index pair and weight of output coordinate i (Note [Grad-CAM upsampling convention]).
+struct Tap {
+  int64_t i0, i1;
+  double t;
+};
+Tap tap(int64_t i, int64_t in, int64_t out) {
+  double s = (double(i) + 0.5) * (double(in) / double(out)) - 0.5;
+  if (s < 0) s = 0;
+  int64_t i0 = int64_t(std::floor(s));
+  if (i0 > in - 1) i0 = in - 1;
+  const int64_t i1 = std::min(i0 + 1, in - 1);
+  return Tap{i0, i1, s - double(i0)};
+}
+}  // namespace
+
+template <typename T>
+void bilinear_resize(T* out, int64_t out_h, int64_t out_w, const T* in, int64_t n, int64_t h, int64_t w) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t y = 0; y < out_h; ++y) {
+      const Tap ty = tap(y, h, out_h);
+      const T* r0 = in + i * h * w + ty.i0 * w;
+      const T* r1 = in + i * h * w + ty.i1 * w;
+      T* o = out + (i * out_h + y) * out_w;
+      for (int64_t x = 0; x < out_w; ++x) {
+        const Tap tx = tap(x, w, out_w);
+        const double top = (1 - tx.t) * double(r0[tx.i0]) + tx.t * double(r0[tx.i1]);
+        const double bot = (1 - tx.t) * double(r1[tx.i0]) + tx.t * double(r1[tx.i1]);
+        o[x] = T((1 - ty.t) * top + ty.t * bot);
+      }
+    }
+}
+
+#define CXR_INSTANTIATE_GRADCAM(T)                                                                        \
+  template void gradcam_channel_weights<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);             \
+  template void gradcam_weighted_sum_relu<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t); \
+  template void gradcam_normalize<T>(T*, int64_t, int64_t);                                               \
+  template void bilinear_resize<T>(T*, int64_t, int64_t, const T*, int64_t, int64_t, int64_t);
+CXR_INSTANTIATE_GRADCAM(float)
+CXR_INSTANTIATE_GRADCAM(double)
+#undef CXR_INSTANTIATE_GRADCAM
+
+}  // namespace cpu
+
+// ---- dispatch ---------------------------------------------------------------------------------
+
+namespace {
+bool on_cuda(Backend& be, const char* op) {
+  if (be.device() != Device::CUDA) return false;
+#ifdef CXR_HAVE_CUDA
+  return true;
+#else
+  CXR_FAIL(op, ": a CUDA backend in a build without CUDA");
+#endif
+}
+}  // namespace
+
+void gradcam_channel_weights(Backend& be, float* weights, const Tensor& grads) {
+  check_device(grads, be.device(), "gradcam_channel_weights: grads");
+  check_plane_contiguous(grads, "gradcam_channel_weights: grads");
+  if (grads.numel() == 0) return;
+  if (on_cuda(be, "gradcam_channel_weights")) return cuda::gradcam_channel_weights(be, weights, grads);
+  cpu::gradcam_channel_weights(weights, grads.data, grads.n(), grads.c(), grads.h() * grads.w(),
+                               grads.batch_stride);
+}
+
+void gradcam_weighted_sum_relu(Backend& be, float* cam, const float* weights, const Tensor& features) {
+  check_device(features, be.device(), "gradcam_weighted_sum_relu: features");
+  check_plane_contiguous(features, "gradcam_weighted_sum_relu: features");
+  if (features.numel() == 0) return;
+  if (on_cuda(be, "gradcam_weighted_sum_relu"))
+    return cuda::gradcam_weighted_sum_relu(be, cam, weights, features);
+  cpu::gradcam_weighted_sum_relu(cam, weights, features.data, features.n(), features.c(),
+                                 features.h() * features.w(), features.batch_stride);
+}
+
+void gradcam_normalize(Backend& be, float* cam, int64_t n, int64_t hw) {
+  CXR_CHECK(n >= 0 && hw >= 0, "gradcam_normalize: bad sizes n=", n, " hw=", hw);
+  if (n * hw == 0) return;
+  if (on_cuda(be, "gradcam_normalize")) return cuda::gradcam_normalize(be, cam, n, hw);
+  cpu::gradcam_normalize(cam, n, hw);
+}
+
+void bilinear_resize(Backend& be, float* out, int64_t out_h, int64_t out_w, const float* in, int64_t n,
+                     int64_t h, int64_t w) {
+  CXR_CHECK(n >= 0 && h >= 1 && w >= 1 && out_h >= 1 && out_w >= 1, "bilinear_resize: bad sizes (", n, ", ",
+            h, ", ", w, ") -> (", out_h, ", ", out_w, ")");
+  if (n == 0) return;
+  if (on_cuda(be, "bilinear_resize")) return cuda::bilinear_resize(be, out, out_h, out_w, in, n, h, w);
+  cpu::bilinear_resize(out, out_h, out_w, in, n, h, w);
+}
+
+}  // namespace cxr

@@ -1,0 +1,302 @@
+// cxr report: the page's content from a complete and an empty run folder, and the page loaded in
+// headless Chromium (Debian's `chromium`; skipped with a message where it is not installed), which
+// must render with no console error and no broken image.
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+
+#include "io/classes.h"
+#include "io/fileutil.h"
+#include "io/image.h"
+#include "io/plot.h"
+#include "test_data_util.h"
+#include "test_util.h"
+#include "tools/report.h"
+
+namespace cxr::test {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// A small grey+colour PNG (w x h RGB).
+void write_test_png(const std::string& path, int w, int h, uint8_t tint) {
+  std::vector<uint8_t> px(size_t(w * h * 3));
+  for (int i = 0; i < w * h; ++i)
+    px[size_t(i * 3)] = uint8_t(i % 251), px[size_t(i * 3 + 1)] = tint, px[size_t(i * 3 + 2)] = 90;
+  io::write_png(path, px.data(), w, h, 3);
+}
+
+// A run folder with every part the report reads, made from small stand-ins.
+void make_run_folder(const std::string& root) {
+  for (const char* d : {"stats", "run", "eval", "gradcam"}) fs::create_directories(fs::path(root) / d);
+  io::Figure bars;
+  io::LineChart c;
+  c.title = "class frequencies";
+  io::Series s;
+  for (int k = 0; k < io::kNumClasses; ++k) s.x.push_back(k), s.y.push_back(0.01 * (k + 1));
+  c.series.push_back(s);
+  bars.panels.push_back(c);
+  io::write_svg(bars, root + "/stats/class_balance.svg");
+
+  std::string log = R"({"type":"config","config":{"epochs":2,"batch":16,"lr":0.001,"normalize":"sample"}})"
+                    "\n";
+  std::vector<io::EpochPoint> pts;
+  for (int e = 1; e <= 2; ++e) {
+    json j = {{"type", "epoch"},
+              {"epoch", e},
+              {"train_loss", 0.9 / e},
+              {"val_loss", 1.0 / e},
+              {"val_mean_auc", 0.6 + 0.05 * e},
+              {"lr", 1e-3},
+              {"val_auc", {{"Mass", 0.7}}}};
+    log += json({{"type", "step"}, {"step", e * 10}, {"loss", 0.5}}).dump() + "\n" + j.dump() + "\n";
+    io::EpochPoint p;
+    p.epoch = e, p.train_loss = 0.9 / e, p.val_loss = 1.0 / e, p.val_auc = 0.6 + 0.05 * e;
+    pts.push_back(p);
+  }
+  write_file(root + "/run/metrics.jsonl", log);
+  io::write_svg(io::training_figure(pts), root + "/run/training_curves.svg");
+
+  json m = {{"weights", "run/best.h5"},  {"split", "test"},          {"images", 200},   {"image_size", 64},
+            {"normalization", "sample"}, {"thresholds_from", "val"}, {"mean_auc", 0.71}};
+  json auc = json::object(), ci = json::object(), youden = json::object();
+  for (int k = 0; k < io::kNumClasses - 1; ++k) {  // Hernia without both labels: omitted, as evaluate does
+    const std::string name(io::kClassNames[size_t(k)]);
+    auc[name] = 0.6 + 0.02 * k;
+    ci[name] = {0.55 + 0.02 * k, 0.65 + 0.02 * k};
+    youden[name] = {{"threshold", 0.4}, {"sensitivity", 0.7}, {"specificity", 0.65},
+                    {"ppv", 0.2},       {"npv", 0.95},        {"f1", 0.31},
+                    {"tp", 7},          {"fp", 28},           {"tn", 160},
+                    {"fn", 5}};
+  }
+  m["auc"] = auc;
+  m["auc_ci95"] = ci;
+  m["thresholds"] = {{"youden", youden}, {"f1", youden}};
+  write_file(root + "/eval/metrics.json", m.dump(2));
+  write_test_png(root + "/eval/roc_curves.png", 120, 90, 30);
+
+  json g = {
+      {"images", 2},
+      {"image_size", 64},
+      {"gradient", "logit"},
+      {"colormap", "turbo"},
+      {"pointing_game", 0.5},
+      {"pointing_game_true_positive", 1.0},
+      {"pointing_game_pairs", 2},
+      {"threshold", 0.5},
+      {"pointing_game_per_class", {{"Mass", 0.5}}},
+      {"pointing_game_true_positive_per_class", {{"Mass", 1.0}}},
+      {"pointing_game_counts", {{"Mass", {{"pairs", 2}, {"hits", 1}, {"tp_pairs", 1}, {"tp_hits", 1}}}}}};
+  g["maps"] = json::array();
+  for (int i = 0; i < 2; ++i) {
+    const std::string f = "img" + std::to_string(i) + "_Mass_p0.6" + std::to_string(i) + "0.png";
+    write_test_png(root + "/gradcam/" + f, 64, 64, uint8_t(100 + 50 * i));
+    g["maps"].push_back({{"image", "images/img" + std::to_string(i) + ".png"},
+                         {"class", "Mass"},
+                         {"probability", 0.6 + 0.01 * i},
+                         {"file", f},
+                         {"hit", i == 0}});
+  }
+  write_file(root + "/gradcam/gradcam.json", g.dump(2));
+}
+
+TEST(Report, Base64AndEscape) {
+  EXPECT_EQ(app::base64_encode(""), "");
+  EXPECT_EQ(app::base64_encode("f"), "Zg==");
+  EXPECT_EQ(app::base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(app::base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(app::base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(app::base64_encode(std::string("\xff\x00\x10", 3)), "/wAQ");
+  EXPECT_EQ(app::html_escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+}
+
+TEST(Report, CompleteRunFolder) {
+  ScratchDir dir("report_full");
+  make_run_folder(dir.path());
+  app::ReportOptions opt;
+  opt.run_dir = dir.path();
+  const auto r = app::write_report(opt);
+  EXPECT_EQ(r.path, dir / "report.html");
+  EXPECT_TRUE(r.missing.empty()) << r.missing.front();
+  EXPECT_EQ(r.images, 5);  // class balance, training curves, ROC, two overlays
+  const std::string html = io::read_text_file(r.path);
+  for (const char* want :
+       {"Configuration", "Class frequencies", "Training curves", "ROC curves", "AUC beside the published",
+        "Threshold metrics", "Grad-CAM", "Pointing game", "data:image/svg+xml;base64,",
+        "data:image/png;base64,", ">Wang 2017<", "0.8094", "Youden", "Pleural_Thickening", "img1.png",
+        "p=0.610", "class=\"hit\">hit", "class=\"miss\">miss", ">batch<"})
+    EXPECT_NE(html.find(want), std::string::npos) << want;
+  // Self-contained: no reference to anything outside the file, no script in a normal report.
+  EXPECT_EQ(html.find("src=\"http"), std::string::npos);
+  EXPECT_EQ(html.find("src=\"file:"), std::string::npos);
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(std::count(html.begin(), html.end(), '\0'), 0);
+  const std::regex img("<img ");
+  EXPECT_EQ(std::distance(std::sregex_iterator(html.begin(), html.end(), img), std::sregex_iterator()),
+            r.images);
+}
+
+TEST(Report, MissingPartsAreStatedNotFatal) {
+  ScratchDir dir("report_empty");
+  app::ReportOptions opt;
+  opt.run_dir = dir.path();
+  const auto r = app::write_report(opt);
+  EXPECT_EQ(r.images, 0);
+  EXPECT_GE(r.missing.size(), 6u);
+  const std::string html = io::read_text_file(r.path);
+  EXPECT_NE(html.find("Not in this run"), std::string::npos);
+  EXPECT_NE(html.find("No ROC curves"), std::string::npos);
+  EXPECT_NE(html.find("No Grad-CAM overlays"), std::string::npos);
+
+  // The training curves are drawn from the log when the chart file is missing; a broken JSON line
+  // is reported, not fatal.
+  fs::create_directories(dir / "run");
+  write_file(dir / "run/metrics.jsonl",
+             R"({"type":"epoch","epoch":1,"train_loss":0.5,"val_loss":0.6,"val_mean_auc":0.7,"lr":0.001})"
+             "\nnot json\n");
+  const auto r2 = app::write_report(opt);
+  EXPECT_EQ(r2.images, 1);
+  EXPECT_NE(io::read_text_file(r2.path).find("1 line(s) of run/metrics.jsonl are not JSON"),
+            std::string::npos);
+}
+
+TEST(Report, CliWritesReport) {
+  ScratchDir dir("report_cli");
+  make_run_folder(dir.path());
+  const std::string cmd = std::string(CXR_BINARY) + " report " + dir.path() + " --out " + dir / "r.html" +
+                          " >" + dir / "out.txt" + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << io::read_text_file(dir / "out.txt");
+  EXPECT_TRUE(fs::exists(dir / "r.html"));
+  const std::string bad = std::string(CXR_BINARY) + " report " + dir / "no_such_dir" + " >/dev/null 2>&1";
+  EXPECT_NE(std::system(bad.c_str()), 0);
+}
+
+// ---- headless Chromium ----------------------------------------------------------------------------
+
+std::string find_chromium() {
+  if (const char* env = std::getenv("CXR_CHROMIUM"); env && *env) return env;
+  for (const char* name : {"chromium", "chromium-browser", "google-chrome", "chrome"}) {
+    const std::string probe = std::string("command -v ") + name + " >/dev/null 2>&1";
+    if (std::system(probe.c_str()) == 0) return name;
+  }
+  return "";
+}
+
+struct BrowserRun {
+  int status = -1;
+  std::string out, err;
+};
+
+// Loads file:// path in headless Chromium with extra flags; stdout and stderr captured.
+BrowserRun chromium(const std::string& exe, const std::string& page, const std::string& flags,
+                    const ScratchDir& dir) {
+  const std::string profile = dir / "profile";
+  const std::string cmd = "timeout 120 " + exe +
+                          " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run"
+                          " --disable-extensions --hide-scrollbars --user-data-dir=" +
+                          profile + " --enable-logging=stderr --v=0 --virtual-time-budget=10000 " + flags +
+                          " file://" + fs::absolute(page).string() + " >" + dir / "chromium.out" + " 2>" +
+                          dir / "chromium.err";
+  BrowserRun r;
+  const int rc = std::system(cmd.c_str());
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  r.out = io::read_text_file(dir / "chromium.out");
+  r.err = io::read_text_file(dir / "chromium.err");
+  return r;
+}
+
+// Console messages in Chromium's log. Chromium logs every console message as INFO:CONSOLE whatever
+// its level (console.error included; checked with Chromium 156), so any one counts: the report
+// writes nothing to the console, and an uncaught exception shows up as "Uncaught ...".
+std::vector<std::string> console_messages(const std::string& log) {
+  std::vector<std::string> found;
+  for (const std::string& line : io::split_lines(log))
+    if (line.find(":CONSOLE") != std::string::npos) found.push_back(line);
+  return found;
+}
+
+// "CXR-CHECK images=N broken=B errors=E" from the dumped DOM; false when the script never ran.
+bool parse_check(const std::string& dom, int* images, int* broken, int* errors, std::string* detail) {
+  std::smatch m;
+  const std::regex re("CXR-CHECK images=(\\d+) broken=(\\d+) errors=(\\d+)([^<]*)");
+  if (!std::regex_search(dom, m, re)) return false;
+  *images = std::stoi(m[1]), *broken = std::stoi(m[2]), *errors = std::stoi(m[3]);
+  *detail = m[4];
+  return true;
+}
+
+TEST(Report, HeadlessChromiumRendersWithoutErrors) {
+  const std::string exe = find_chromium();
+  if (exe.empty())
+    GTEST_SKIP() << "chromium is not installed (Debian: apt-get install chromium; or set CXR_CHROMIUM)";
+  ScratchDir dir("report_chromium");
+  const std::string run_dir = dir / "run_folder";
+  make_run_folder(run_dir);
+
+  // 1. A test build of the page records broken images and errors into the DOM after loading.
+  app::ReportOptions opt;
+  opt.run_dir = run_dir;
+  opt.out = dir / "checked.html";
+  opt.check_script = true;
+  const auto info = app::write_report(opt);
+  BrowserRun b = chromium(exe, opt.out, "--dump-dom", dir);
+  ASSERT_EQ(b.status, 0) << b.err.substr(0, 2000);
+  int images = -1, broken = -1, errors = -1;
+  std::string detail;
+  ASSERT_TRUE(parse_check(b.out, &images, &broken, &errors, &detail))
+      << "the check script did not run:\n"
+      << b.out.substr(0, 500) << b.err.substr(0, 1500);
+  EXPECT_EQ(images, info.images);
+  EXPECT_EQ(broken, 0) << detail;
+  EXPECT_EQ(errors, 0) << detail;
+  EXPECT_TRUE(console_messages(b.err).empty()) << console_messages(b.err).front();
+
+  // 2. The detector works: a page with a corrupt image and a console error is caught.
+  write_file(dir / "bad.html",
+             "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\">" +
+                 std::string("</head><body><img alt=\"corrupt\" src=\"data:image/png;base64,AAAA\">"
+                             "<script>console.error('deliberate');</script></body></html>"));
+  {
+    // Reuse the report's own check script by splicing it into the bad page's head.
+    const std::string checked = io::read_text_file(opt.out);
+    const size_t s0 = checked.find("<script>"), s1 = checked.find("</script>") + 9;
+    std::string bad = io::read_text_file(dir / "bad.html");
+    bad.insert(bad.find("</head>"), checked.substr(s0, s1 - s0));
+    write_file(dir / "bad.html", bad);
+  }
+  b = chromium(exe, dir / "bad.html", "--dump-dom", dir);
+  ASSERT_TRUE(parse_check(b.out, &images, &broken, &errors, &detail)) << b.out.substr(0, 500);
+  EXPECT_EQ(broken, 1);
+  EXPECT_GE(errors, 1);
+  EXPECT_FALSE(console_messages(b.err).empty()) << "Chromium's log should show the console error:\n"
+                                                << b.err.substr(0, 1500);
+
+  // 3. The real page (no script) renders to a screenshot with nothing logged at error level.
+  app::ReportOptions plain;
+  plain.run_dir = run_dir;
+  const auto real = app::write_report(plain);
+  const std::string shot = dir / "report.png";
+  b = chromium(exe, real.path, "--screenshot=" + shot + " --window-size=1280,2400", dir);
+  ASSERT_EQ(b.status, 0) << b.err.substr(0, 2000);
+  EXPECT_TRUE(console_messages(b.err).empty()) << console_messages(b.err).front();
+  io::GreyImage img;
+  std::string e;
+  ASSERT_TRUE(io::decode_grey(shot, &img, &e)) << e;
+  EXPECT_EQ(img.width, 1280);
+  EXPECT_EQ(img.height, 2400);
+  // Not blank: the page draws text, tables and charts.
+  int64_t dark = 0;
+  for (uint8_t p : img.pixels) dark += p < 128;
+  EXPECT_GT(dark, 2000);
+  const std::string keep = (fs::path(::testing::TempDir()) / "cxr_report_screenshot.png").string();
+  fs::copy_file(shot, keep, fs::copy_options::overwrite_existing);
+  std::printf("screenshot: %s\n", keep.c_str());
+}
+
+}  // namespace
+}  // namespace cxr::test

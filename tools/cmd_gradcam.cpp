@@ -1,0 +1,90 @@
+// cxr gradcam and cxr report.
+#include <cstdio>
+#include <iostream>
+
+#include "tools/commands.h"
+#include "tools/gradcam.h"
+#include "tools/report.h"
+
+namespace cxr::cli {
+
+void add_gradcam_commands(CLI::App& app) {
+  auto o = std::make_shared<app::GradcamOptions>();
+  auto as_json = std::make_shared<bool>(false);
+  CLI::App* g = app.add_subcommand(
+      "gradcam",
+      "Grad-CAM overlays: where the model looks for a class; with --boxes, the pointing game against them");
+  g->footer(
+      "Maps use the gradient of the class's logit (before the sigmoid): the sigmoid's derivative would scale "
+      "every "
+      "channel weight of an image by the same positive factor, which the scaling to [0, 1] removes, so the "
+      "map is "
+      "identical, while for confident predictions that factor p(1-p) vanishes and costs precision. Channel "
+      "weights "
+      "are the spatial means of the gradient at the final BN-ReLU map (1024 x S/32 x S/32); the map is the "
+      "ReLU of "
+      "the weighted channel sum, scaled to [0, 1], upsampled bilinearly (half-pixel centres) to S x S and "
+      "blended "
+      "over the grey image with the Turbo colour map. With --boxes, a pair (image, class) with boxes is a "
+      "hit when "
+      "the map's maximum lies inside one of the class's boxes.");
+  g->add_option("--weights", o->weights, "Model file or checkpoint (carries image size and normalisation)")
+      ->required();
+  g->add_option("--out", o->out,
+                "Folder for the overlays (<image>_<class>_p<probability>.png) and gradcam.json")
+      ->required();
+  auto* cls =
+      g->add_option("--class", o->classes, "Class name(s) to explain (repeatable or comma-separated)");
+  auto* topk = g->add_option("--top-k", o->top_k, "Explain each image's K most probable classes");
+  auto* all = g->add_flag("--all", o->all, "Explain every class");
+  cls->excludes(topk)->excludes(all);
+  topk->excludes(all);
+  g->add_option(
+      "--boxes", o->boxes,
+      "Bounding-box CSV (BBox_List_2017.csv format, 1024x1024 coordinates): draws the boxes, adds their "
+      "classes and scores the pointing game");
+  g->add_option("--size", o->size, "Image size (default: the model's)");
+  g->add_option("--batch", o->batch, "Images per forward pass")->capture_default_str();
+  g->add_option("--normalize", o->normalize, "Override the model's normalisation")
+      ->check(CLI::IsMember({"sample", "dataset", "imagenet"}));
+  g->add_option("--device", o->device, "cpu, cuda or auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  g->add_option("--alpha", o->alpha, "Opacity of the colour map over the image")->capture_default_str();
+  g->add_option("--threshold", o->threshold, "Probability from which a boxed class is a true positive")
+      ->capture_default_str();
+  g->add_option("--box-frame", o->box_frame, "Size of the frame the box coordinates refer to")
+      ->capture_default_str();
+  g->add_option("--tolerance", o->tolerance, "Pointing-game tolerance in box-frame pixels")
+      ->capture_default_str();
+  g->add_flag("--json", *as_json, "Print gradcam.json on stdout instead of one line per map");
+  g->add_flag("--quiet", o->quiet, "No progress output");
+  g->add_option("images", o->inputs, "Images, folders (searched recursively) or .txt lists")->required();
+  g->callback([o, as_json] {
+    const auto r = app::gradcam(*o, !*as_json);
+    if (*as_json)
+      std::cout << r.dump(2) << "\n";
+    else
+      std::cout << app::pointing_game_table(r);
+  });
+
+  auto ro = std::make_shared<app::ReportOptions>();
+  CLI::App* rep =
+      app.add_subcommand("report", "One self-contained report.html of a run folder (charts inlined)");
+  rep->footer(
+      "Reads RUN_DIR/stats/class_balance.{svg,png}, run/metrics.jsonl, run/training_curves.{svg,png}, "
+      "eval/metrics.json, eval/roc_curves.{svg,png}, gradcam/gradcam.json and gradcam/*.png; parts that are "
+      "missing "
+      "are named in the report.");
+  rep->add_option("RUN_DIR", ro->run_dir, "Run folder")->required()->check(CLI::ExistingDirectory);
+  rep->add_option("--out", ro->out, "HTML file to write (default: RUN_DIR/report.html)");
+  rep->add_option("--max-gallery", ro->max_gallery, "Grad-CAM overlays shown at most")->capture_default_str();
+  rep->callback([ro] {
+    const auto r = app::write_report(*ro);
+    for (const auto& m : r.missing) std::fprintf(stderr, "cxr report: not in this run: %s\n", m.c_str());
+    std::printf("wrote %s (%ld images inlined, %.1f MB)\n", r.path.c_str(), long(r.images),
+                double(r.bytes) / 1e6);
+  });
+}
+
+}  // namespace cxr::cli

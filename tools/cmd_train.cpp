@@ -1,0 +1,97 @@
+// cxr train (and, with issue 5's evaluation, evaluate and predict).
+#include <cstdio>
+
+#include <iostream>
+
+#include "tools/commands.h"
+#include "tools/evaluator.h"
+#include "tools/trainer.h"
+
+namespace cxr::cli {
+
+void add_train_commands(CLI::App& app) {
+  auto o = std::make_shared<app::TrainOptions>();
+  CLI::App* t = app.add_subcommand("train", "Train DenseNet on a packed dataset; checkpoints, metrics log, plots in --out");
+  t->add_option("--data", o->data, "Packed dataset (cxr prepare)")->required();
+  t->add_option("--out", o->out, "Run folder: last.h5, best.h5, metrics.jsonl, training_curves.{svg,png}")->required();
+  t->add_option("--weights", o->weights, "Initial weights (Keras .h5, cxr checkpoint); default: Keras's initialisers");
+  t->add_option("--arch", o->arch, "densenet121, densenet169 or densenet201")
+      ->check(CLI::IsMember({"densenet121", "densenet169", "densenet201"}))->capture_default_str();
+  t->add_option("--epochs", o->epochs, "Epochs (in total, also when resuming)")->capture_default_str();
+  t->add_option("--batch", o->batch, "Batch size")->capture_default_str();
+  t->add_option("--size", o->size, "Image size (default: the dataset's)");
+  t->add_option("--lr", o->lr, "Adam learning rate")->capture_default_str();
+  t->add_option("--weight-decay", o->weight_decay, "L2 weight decay added to the gradient")->capture_default_str();
+  t->add_option("--normalize", o->normalize, "sample, dataset or imagenet")
+      ->check(CLI::IsMember({"sample", "dataset", "imagenet"}))->capture_default_str();
+  t->add_option("--loss", o->loss, "weighted (w_pos = negatives' frequency) or plain BCE")
+      ->check(CLI::IsMember({"weighted", "plain"}))->capture_default_str();
+  t->add_option("--monitor", o->monitor, "Best checkpoint and plateau by validation loss or mean AUC")
+      ->check(CLI::IsMember({"loss", "auc"}))->capture_default_str();
+  t->add_option("--bn-momentum", o->bn_momentum, "BN running-statistics momentum (Keras 0.99; 0.9 for short runs)")
+      ->capture_default_str();
+  t->add_option("--plateau-factor", o->plateau_factor, "Learning-rate factor on a plateau")->capture_default_str();
+  t->add_option("--plateau-patience", o->plateau_patience, "Epochs without improvement before reducing")
+      ->capture_default_str();
+  t->add_option("--freeze-epochs", o->freeze_epochs, "Epochs that train only the head")->capture_default_str();
+  t->add_option("--log-every", o->log_every, "Steps between metrics-log lines")->capture_default_str();
+  t->add_option("--max-steps-per-epoch", o->max_steps_per_epoch, "Cap on steps per epoch (0: all)")->capture_default_str();
+  t->add_option("--device", o->device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  t->add_option("--seed", o->seed, "Seed of initialisation, shuffling and flips")->capture_default_str();
+  t->add_flag("!--no-flip", o->flip, "No random horizontal flips");
+  t->add_flag("--resume", o->resume, "Continue the run in --out from last.h5");
+  t->add_flag("--reset-lr", o->reset_lr, "With --resume: use --lr instead of the saved learning rate");
+  t->add_flag("--quiet", o->quiet, "No progress output");
+  t->add_flag("--save-initial", o->save_initial, "Also save the initial weights as initial.h5");
+  t->add_flag("--log-batches", o->log_batches, "Log each step's dataset indices and flips to batches.jsonl");
+  t->callback([o] {
+    const app::TrainResult r = app::train(*o);
+    if (r.interrupted) throw CLI::RuntimeError(130);
+    std::printf("trained %ld epochs; best %s %.6g; checkpoints in %s\n", long(r.epochs_done),
+                o->monitor == "auc" ? "validation mean AUC" : "validation loss", r.best_metric, o->out.c_str());
+  });
+
+  auto e = std::make_shared<app::EvaluateOptions>();
+  auto e_json = std::make_shared<bool>(false);
+  CLI::App* ev = app.add_subcommand("evaluate", "ROC AUC per class beside the published CheXNet table, curves, thresholds");
+  ev->add_option("--weights", e->weights, "Model file or checkpoint (carries image size and normalisation)")->required();
+  ev->add_option("--data", e->data, "Packed dataset")->required();
+  ev->add_option("--split", e->split, "Set to score: train, val or test")->capture_default_str();
+  ev->add_option("--out", e->out, "Folder for metrics.json, per_class.csv, roc_curves.{svg,png}");
+  ev->add_option("--bootstrap", e->bootstrap, "Bootstrap resamples for 95% intervals (0: none)")->capture_default_str();
+  ev->add_option("--seed", e->seed, "Seed of the bootstrap")->capture_default_str();
+  ev->add_option("--batch", e->batch, "Inference batch size")->capture_default_str();
+  ev->add_option("--device", e->device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  ev->add_flag("--json", *e_json, "Print metrics.json on stdout instead of the table");
+  ev->add_flag("--quiet", e->quiet, "No progress output");
+  ev->callback([e, e_json] {
+    const auto r = app::evaluate(*e);
+    if (*e_json)
+      std::cout << r.dump(2) << "\n";
+    else
+      std::cout << app::evaluation_table(r);
+  });
+
+  auto p = std::make_shared<app::PredictOptions>();
+  CLI::App* pr = app.add_subcommand("predict", "Probabilities of the 14 findings for images, as CSV");
+  pr->add_option("--weights", p->weights, "Model file or checkpoint")->required();
+  pr->add_option("--out", p->out, "CSV to write (image, one column per class)")->required();
+  pr->add_option("--size", p->size, "Image size (default: the model's)");
+  pr->add_option("--normalize", p->normalize, "Override the model's normalisation")
+      ->check(CLI::IsMember({"sample", "dataset", "imagenet"}));
+  pr->add_option("--thresholds", p->thresholds, "metrics.json of cxr evaluate: adds 0/1 label columns");
+  pr->add_option("--threshold-rule", p->threshold_rule, "youden or f1")->check(CLI::IsMember({"youden", "f1"}))
+      ->capture_default_str();
+  pr->add_option("--batch", p->batch, "Inference batch size")->capture_default_str();
+  pr->add_option("--device", p->device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  pr->add_option("images", p->inputs, "Image files, folders (recursive) or .txt lists")->required();
+  pr->callback([p] {
+    const int64_t n = app::predict(*p);
+    std::fprintf(stderr, "wrote %s (%ld images)\n", p->out.c_str(), long(n));
+  });
+}
+
+}  // namespace cxr::cli
