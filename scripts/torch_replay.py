@@ -91,7 +91,8 @@ def main():
     torch.manual_seed(0)
 
     with h5py.File(os.path.join(args.run, "last.h5"), "r") as f:
-        cfg = json.loads(f["cxr/training_state"].attrs["config_json"])
+        raw = f["cxr/training_state/config_json"][()]
+        cfg = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
     assert cfg["normalize"] == "sample" and cfg["arch"] == "densenet121", cfg
     with h5py.File(args.data, "r") as f:
         images = np.array(f["images"])

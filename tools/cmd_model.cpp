@@ -10,6 +10,7 @@
 
 #include "engine/init.h"
 #include "engine/model.h"
+#include "io/checkpoint.h"
 #include "tools/commands.h"
 
 namespace cxr::cli {
@@ -62,7 +63,7 @@ void run_model_info(const ModelInfoOptions& o) {
 
 struct BenchOptions {
   int64_t batch = 8, size = 128, steps = 5, warmup = 1;
-  std::string device = "auto", precision = "fp32", arch = "densenet121";
+  std::string device = "auto", precision = "fp32", arch = "densenet121", weights;
   bool inference = false, json = false;
 };
 
@@ -75,6 +76,9 @@ void run_bench(const BenchOptions& o) {
   DenseNet net(*be, DenseNetConfig::from_arch(o.arch), o.batch, o.size, o.size, !o.inference);
   std::vector<float> params, state;
   init_keras_default(net.table(), params, state, 1);
+  if (!o.weights.empty())  // the speed does not depend on the values; this checks a file loads
+    std::fprintf(stderr, "weights %s: %s\n", o.weights.c_str(),
+                 io::load_weights(o.weights, net.table(), params, state, io::HeadPolicy::LoadOrInit, 1).c_str());
   net.set_weights(params, state);
 
   // Random inputs and labels (fixed seed); loss weights from the batch's label frequencies.
@@ -175,6 +179,7 @@ void add_model_commands(CLI::App& app) {
       ->capture_default_str();
   bench->add_option("--arch", bo->arch, "densenet121, densenet169 or densenet201")->capture_default_str();
   bench->add_flag("--inference", bo->inference, "Time inference instead of a training step");
+  bench->add_option("--weights", bo->weights, "Weights to load first (default: Keras's initialisers)");
   bench->add_flag("--json", bo->json, "Machine-readable output on stdout");
   bench->callback([bo] { run_bench(*bo); });
 }
