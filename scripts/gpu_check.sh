@@ -23,6 +23,8 @@ pack() {
     ldd "$b" | awk '/=> \// {print $3}'
   done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*)\.so|libcuda|libcudart|libcudnn|libcublas|libnvrtc' |
     while read -r lib; do cp -L "$lib" "$bundle/lib/"; done
+  # The device tool carries at most 64 MiB with the tree; OpenBLAS alone is 35 MB: ship one archive.
+  tar -C "$bundle" -cJf bundle.tar.xz bin lib && rm -rf "$bundle" && mkdir "$bundle" && mv bundle.tar.xz "$bundle/"
   du -sh "$bundle" >&2
   echo "packed $bundle: carry it to the GPU machine and run: scripts/gpu_check.sh run" >&2
 }
@@ -30,7 +32,10 @@ pack() {
 run() {
   local out="${OUT:-$PWD/gpu-out}"
   mkdir -p "$out"
-  [ -x "$bundle/bin/cxr_tests" ] || { echo "gpu_check: no $bundle/ (run 'scripts/gpu_check.sh pack' first)" >&2; exit 2; }
+  [ -f "$bundle/bundle.tar.xz" ] || { echo "gpu_check: no $bundle/bundle.tar.xz (run 'scripts/gpu_check.sh pack' first)" >&2; exit 2; }
+  local root
+  root=$(mktemp -d)
+  tar -C "$root" -xJf "$bundle/bundle.tar.xz"
   # cuDNN and cuBLAS from PyTorch's wheels, CUDA's runtime from the toolkit.
   local extra
   extra=$(python3 - <<'PY' 2>/dev/null || true
@@ -48,16 +53,16 @@ for m in ("nvidia.cudnn", "nvidia.cublas", "nvidia.cuda_runtime", "nvidia.cu13",
 print(":".join(paths))
 PY
 )
-  export LD_LIBRARY_PATH="$PWD/$bundle/lib:${extra}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-  export CXR_SOURCE_DIR="$PWD"
+  export LD_LIBRARY_PATH="$root/lib:${extra}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+  export CXR_SOURCE_DIR="$PWD" CXR_BINARY="$root/bin/cxr"
   { nvidia-smi -L || true; } | tee "$out/device.txt"
   local rc=0
-  "$bundle/bin/cxr_tests" --gtest_filter='Cuda*:*CudaConv*:DenseNetGpu*' --gtest_output=xml:"$out/gpu_tests.xml" \
+  "$root/bin/cxr_tests" --gtest_filter='Cuda*:*CudaConv*:*Gpu*' --gtest_output=xml:"$out/gpu_tests.xml" \
     2>&1 | tee "$out/gpu_tests.log" || rc=1
-  "$bundle/bin/cxr_tests" --gtest_output=xml:"$out/all_tests.xml" >"$out/all_tests.log" 2>&1 || rc=1
-  "$bundle/bin/bench_train_step" --benchmark_filter=cuda --benchmark_out="$out/bench.json" \
+  "$root/bin/cxr_tests" --gtest_output=xml:"$out/all_tests.xml" >"$out/all_tests.log" 2>&1 || rc=1
+  "$root/bin/bench_train_step" --benchmark_filter=cuda --benchmark_out="$out/bench.json" \
     --benchmark_out_format=json 2>&1 | tee "$out/bench.log" || rc=1
-  "$bundle/bin/cxr" bench --device cuda --batch 32 --size 320 --steps 20 --warmup 3 --json \
+  "$root/bin/cxr" bench --device cuda --batch 32 --size 320 --steps 20 --warmup 3 --json \
     >"$out/cxr_bench.json" 2>"$out/cxr_bench.log" || rc=1
   summary "$out"
   return $rc
