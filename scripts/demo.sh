@@ -14,7 +14,7 @@ cxr=./build/tools/cxr
 if "$cxr" plan --device cuda --batch 1 --size 64 --json >/dev/null 2>&1; then
   device=cuda size=320 raw=320 batch=32 patients=1500 epochs=8
 else
-  device=cpu size=128 raw=128 batch=16 patients=400 epochs=4
+  device=cpu size=128 raw=128 batch=16 patients=500 epochs=5
 fi
 echo "demo: device $device, $patients synthetic patients drawn at ${raw}px, trained at ${size}x${size}," \
      "batch $batch, $epochs epochs, output in $out/" >&2
