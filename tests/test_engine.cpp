@@ -45,6 +45,22 @@ TEST(EngineModel, ImageTooSmallIsAClearError) {
   EXPECT_THROW(DenseNetConfig::from_arch("resnet50"), Error);
 }
 
+TEST(EngineModel, OutOfMemoryNamesTheNeedAndWhatToLower) {
+  // ~17 TB for batch 200,000 at 320x320: no machine has it, so the one arena allocation fails (on a
+  // GPU the same message wraps cudaMalloc's out-of-memory error).
+  auto be = make_cpu_backend();
+  try {
+    DenseNet net(*be, DenseNetConfig::from_arch("densenet121"), 200000, 320, 320);
+    FAIL() << "a 17 TB arena was allocated";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("cannot allocate"), std::string::npos) << m;
+    EXPECT_NE(m.find("TiB"), std::string::npos) << m;
+    EXPECT_NE(m.find("batch 200000"), std::string::npos) << m;
+    EXPECT_NE(m.find("lower the batch size or the image size"), std::string::npos) << m;
+  }
+}
+
 TEST(EngineErrors, ConvolutionShapeMismatchNamesBothShapes) {
   auto be = make_cpu_backend();
   test::DeviceBuffer x(*be, 2 * 3 * 8 * 8), y(*be, 2 * 4 * 8 * 8), w(*be, 4 * 5 * 3 * 3);
