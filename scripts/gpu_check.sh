@@ -15,9 +15,9 @@ pack() {
   [ -n "${CUDACXX:-}" ] || ! [ -x /usr/local/cuda/bin/nvcc ] || export CUDACXX=/usr/local/cuda/bin/nvcc
   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CXR_GPU_ARCHS:-90}" >&2
   # cxr_cuda exists only when the CUDA backend is configured: fail here rather than bundle a CPU build.
-  cmake --build build-gpu -j"$(nproc)" --target cxr_cuda cxr cxr_tests bench_train_step >&2
+  cmake --build build-gpu -j"$(nproc)" --target cxr_cuda cxr cxr_tests bench_train_step bench_kernels >&2
   rm -rf "$bundle" && mkdir -p "$bundle/bin" "$bundle/lib"
-  cp build-gpu/tools/cxr build-gpu/tests/cxr_tests build-gpu/bench/bench_train_step "$bundle/bin/"
+  cp build-gpu/tools/cxr build-gpu/tests/cxr_tests build-gpu/bench/bench_train_step build-gpu/bench/bench_kernels "$bundle/bin/"
   # Shared libraries other than glibc's and CUDA's own (the GPU machine has those).
   for b in "$bundle"/bin/*; do
     ldd "$b" | awk '/=> \// {print $3}'
@@ -62,6 +62,8 @@ PY
   "$root/bin/cxr_tests" --gtest_output=xml:"$out/all_tests.xml" >"$out/all_tests.log" 2>&1 || rc=1
   "$root/bin/bench_train_step" --benchmark_filter=cuda --benchmark_out="$out/bench.json" \
     --benchmark_out_format=json 2>&1 | tee "$out/bench.log" || rc=1
+  "$root/bin/bench_kernels" --benchmark_filter=cuda --benchmark_out="$out/kernels.json" \
+    --benchmark_out_format=json >"$out/kernels.log" 2>&1 || rc=1
   "$root/bin/cxr" bench --device cuda --batch 32 --size 320 --steps 20 --warmup 3 --json \
     >"$out/cxr_bench.json" 2>"$out/cxr_bench.log" || rc=1
   summary "$out"
@@ -90,6 +92,13 @@ try:
                                     f'plan {b["arena_bytes"] / 2**30:.2f} GiB'))
 except Exception as e:
     rows.append(("bench_train_step", f"no result ({e})"))
+try:
+    for b in json.load(open(os.path.join(out, "kernels.json")))["benchmarks"]:
+        rate = {k: v for k, v in b.items() if k in ("GFLOP/s", "GB/s")}
+        rows.append((b["name"].replace("/real_time", ""), b.get("error_message") or
+                     f'{b["real_time"] / 1e3:.1f} us, ' + ", ".join(f"{v:.1f} {k}" for k, v in rate.items())))
+except Exception as e:
+    rows.append(("bench_kernels", f"no result ({e})"))
 try:
     j = json.load(open(os.path.join(out, "cxr_bench.json")))
     rows.append(("cxr bench b32 s320", f'{j["images_per_second"]:.1f} img/s, peak {j["peak_bytes"] / 2**30:.2f} GiB'))
