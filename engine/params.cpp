@@ -73,28 +73,29 @@ int ParamTable::find(const std::string& layer, const std::string& weight) const 
   return -1;
 }
 
-void keras_to_ours(const ParamEntry& e, const float* keras, float* ours) {
+namespace {
+// Conv kernels: element (k, c, r, s) is at ((k*C + c)*R + r)*S + s in OIHW and ((r*S + s)*C + c)*K + k in
+// HWIO; every other tensor has the same layout on both sides.
+void convert(const ParamEntry& e, const float* from, float* to, bool keras_to_ours) {
   if (e.role != ParamRole::ConvKernel) {
-    std::copy(keras, keras + e.numel, ours);
+    std::copy(from, from + e.numel, to);
     return;
   }
   const int64_t K = e.shape[0], C = e.shape[1], R = e.shape[2], S = e.shape[3];
   for (int64_t r = 0; r < R; ++r)
     for (int64_t s = 0; s < S; ++s)
       for (int64_t c = 0; c < C; ++c)
-        for (int64_t k = 0; k < K; ++k) ours[((k * C + c) * R + r) * S + s] = keras[((r * S + s) * C + c) * K + k];
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t oihw = ((k * C + c) * R + r) * S + s, hwio = ((r * S + s) * C + c) * K + k;
+          if (keras_to_ours)
+            to[oihw] = from[hwio];
+          else
+            to[hwio] = from[oihw];
+        }
 }
+}  // namespace
 
-void ours_to_keras(const ParamEntry& e, const float* ours, float* keras) {
-  if (e.role != ParamRole::ConvKernel) {
-    std::copy(ours, ours + e.numel, keras);
-    return;
-  }
-  const int64_t K = e.shape[0], C = e.shape[1], R = e.shape[2], S = e.shape[3];
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t s = 0; s < S; ++s)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t k = 0; k < K; ++k) keras[((r * S + s) * C + c) * K + k] = ours[((k * C + c) * R + r) * S + s];
-}
+void keras_to_ours(const ParamEntry& e, const float* keras, float* ours) { convert(e, keras, ours, true); }
+void ours_to_keras(const ParamEntry& e, const float* ours, float* keras) { convert(e, ours, keras, false); }
 
 }  // namespace cxr

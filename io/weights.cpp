@@ -163,6 +163,8 @@ void scan_keras3(hid_t f, const std::string& layers, WeightFile& wf) {
   }
 }
 
+}  // namespace
+
 std::string shape_str(const std::vector<int64_t>& s) {
   std::ostringstream os;
   os << "[";
@@ -170,8 +172,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
   os << "]";
   return os.str();
 }
-
-}  // namespace
 
 WeightFile scan_weight_file(const std::string& path) {
   std::string why;

@@ -83,4 +83,7 @@ ModelMatch identify_model(const WeightFile& file);
 // Throws if the counts of convolutions, batch norms or dense layers differ.
 void name_keras3_by_order(WeightFile& file, const ParamTable& table);
 
+// "[3, 3, 128, 32]": a shape as error messages print it.
+std::string shape_str(const std::vector<int64_t>& shape);
+
 }  // namespace cxr::io
