@@ -1,4 +1,7 @@
 // CPU batch normalisation over (N, H, W) per channel; every reduction accumulates in double.
+// `omp simd reduction` lets the compiler keep one double partial sum per vector lane (a different
+// summation order, still in double); without it each sum is one serial chain of dependent adds,
+// which made these loops latency-bound (15% of a CPU training step at batch 8 / 128x128).
 #include <algorithm>
 #include <cmath>
 
@@ -16,12 +19,14 @@ void batchnorm_stats(T* mean, T* invstd, T* running_mean, T* running_var, const 
     double s = 0;  // two passes: mean, then centred squares
     for (int64_t n = 0; n < N; ++n) {
       const T* p = x.plane(n, c);
+#pragma omp simd reduction(+ : s)
       for (int64_t i = 0; i < HW; ++i) s += double(p[i]);
     }
     const double m = s / count;
     double ss = 0;
     for (int64_t n = 0; n < N; ++n) {
       const T* p = x.plane(n, c);
+#pragma omp simd reduction(+ : ss)
       for (int64_t i = 0; i < HW; ++i) ss += (double(p[i]) - m) * (double(p[i]) - m);
     }
     const double var = ss / count;  // biased: what normalisation uses
@@ -64,6 +69,7 @@ void batchnorm_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, c
     double sdy = 0, sdyx = 0;
     for (int64_t n = 0; n < N; ++n) {
       const T *g = dy.plane(n, c), *p = x.plane(n, c);
+#pragma omp simd reduction(+ : sdy, sdyx)
       for (int64_t i = 0; i < HW; ++i) {
         sdy += double(g[i]);
         sdyx += double(g[i]) * (double(p[i]) - m) * is;

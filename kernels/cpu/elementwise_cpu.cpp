@@ -30,13 +30,18 @@ template <typename T>
 void relu_backward(const View<T>& dx, const View<T>& dy, const View<T>& y) {
   if (dx.shape != dy.shape || dy.shape != y.shape)
     CXR_FAIL("relu_backward: dx ", dx.shape.str(), ", dy ", dy.shape.str(), ", y ", y.shape.str());
-  const int64_t HW = y.h() * y.w();
+  // Each image's channels are one contiguous run of C*H*W (only the batch stride is free), so the
+  // loop runs over long spans in chunks rather than over (n, c) planes, which are as small as 4x4
+  // deep in the network. dx may alias dy.
+  const int64_t span = y.c() * y.h() * y.w(), chunk = 4096, chunks = (span + chunk - 1) / chunk;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < y.n(); ++n)
-    for (int64_t c = 0; c < y.c(); ++c) {
-      const T *g = dy.plane(n, c), *o = y.plane(n, c);
-      T* d = dx.plane(n, c);
-      for (int64_t i = 0; i < HW; ++i) d[i] = o[i] > T(0) ? g[i] : T(0);
+    for (int64_t k = 0; k < chunks; ++k) {
+      const int64_t i0 = k * chunk, i1 = std::min(span, i0 + chunk);
+      const T *g = dy.plane(n, 0), *o = y.plane(n, 0);
+      T* d = dx.plane(n, 0);
+#pragma omp simd
+      for (int64_t i = i0; i < i1; ++i) d[i] = o[i] > T(0) ? g[i] : T(0);
     }
 }
 
