@@ -141,7 +141,21 @@ INSTANTIATE_TEST_SUITE_P(DenseNetShapes, CpuConv,
                          ::testing::Values(ConvCase{2, 3, 11, 10, 4, 7, 2, 3},   // stem 7x7/2 pad 3
                                            ConvCase{2, 5, 6, 7, 3, 3, 1, 1},     // 3x3 'same'
                                            ConvCase{3, 6, 5, 4, 4, 1, 1, 0},     // 1x1 bottleneck
-                                           ConvCase{1, 2, 9, 9, 3, 3, 2, 0}));  // strided, unpadded
+                                           ConvCase{1, 2, 9, 9, 3, 3, 2, 0},     // strided, unpadded
+                                           // Image grouping (kernels/cpu/conv_cpu.cpp): 24x24 planes
+                                           // run image by image; 10x10 ones six to a GEMM, so 7
+                                           // images make a group and a tail of one.
+                                           ConvCase{2, 3, 24, 24, 4, 3, 1, 1},   // 3x3, per image
+                                           ConvCase{2, 4, 24, 24, 3, 1, 1, 0},   // 1x1, per image
+                                           ConvCase{7, 3, 10, 10, 4, 3, 1, 1},   // 3x3, group + tail
+                                           ConvCase{7, 5, 10, 10, 3, 1, 1, 0},   // 1x1, group + tail
+                                           ConvCase{3, 2, 6, 6, 3, 3, 1, 0}));   // stride 1, unpadded
+
+TEST(CpuConvGrouping, TheGroupingCasesAboveExerciseWhatTheyClaim) {
+  EXPECT_EQ(cpu::conv2d_images_per_gemm(2, 24 * 24), 1);  // per image
+  EXPECT_EQ(cpu::conv2d_images_per_gemm(7, 10 * 10), 6);  // a group of 6 and a tail of 1
+  EXPECT_EQ(cpu::conv2d_images_per_gemm(3, 4 * 4), 3);    // capped at the batch
+}
 
 TEST(CpuConvViews, ChannelSlicesOfABlockBufferMatchPackedTensors) {
   // Layer reads channels [0, 3) and writes [3, 5) of a (2, 6, 5, 5) buffer.

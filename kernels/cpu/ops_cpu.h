@@ -30,7 +30,10 @@ struct View {
 };
 inline View<float> view(const Tensor& t) { return View<float>(t.data, t.shape, t.batch_stride); }
 
-// Floats of im2col workspace the convolution needs (0 for a 1x1 stride-1 unpadded one).
+// Images whose columns one convolution GEMM takes side by side (batch n, output plane of pq pixels).
+int64_t conv2d_images_per_gemm(int64_t n, int64_t pq);
+// Floats of workspace the convolution needs (im2col columns and gathered rows; 0 for a 1x1 stride-1
+// unpadded one that runs image by image).
 int64_t conv2d_col_elems(const Shape& y, const Shape& x, const ConvGeom& g);
 
 template <typename T> void conv2d_forward(const View<T>& y, const View<T>& x, const T* w, const Shape& ws, const ConvGeom& g, T* col);
