@@ -99,8 +99,10 @@ void DenseNet::build() {
       grow(scratch_.wide2, wide);
       grow(scratch_.narrow1, narrow);
       grow(scratch_.narrow2, narrow);
-      // Inference keeps no bottleneck per layer: all share one (Note [DenseNet memory]).
-      if (trainable_) {
+      // Inference keeps no bottleneck per layer: all share one (Note [DenseNet memory]); so does
+      // training that recomputes them in backward.
+      L.recompute_bottleneck = trainable_ && cfg_.recompute_bottleneck;
+      if (trainable_ && !cfg_.recompute_bottleneck) {
         L.bottleneck = add(p + " bottleneck", MemCategory::Activations, narrow);
       } else {
         if (!shared_bottleneck) shared_bottleneck = plan_.add("bottleneck (shared)", MemCategory::Recompute, 0);
@@ -319,6 +321,25 @@ std::vector<float> DenseNet::get_logits() const {
   be_.copy_to_host(v.data(), logits(), sizeof(float) * v.size());
   be_.synchronize();
   return v;
+}
+
+size_t training_plan_bytes(Backend& be, const DenseNetConfig& cfg, int64_t batch, int64_t height, int64_t width) {
+  return DenseNet(be, cfg, batch, height, width, /*trainable=*/true, /*allocate=*/false).plan().total_bytes();
+}
+
+std::optional<DenseNetConfig> fit_to_budget(Backend& be, DenseNetConfig cfg, int64_t batch, int64_t height,
+                                            int64_t width, size_t budget) {
+  for (bool recompute : {false, true}) {
+    if (cfg.recompute_bottleneck && !recompute) continue;  // asked for the frugal policy: keep it
+    DenseNetConfig c = cfg;
+    c.recompute_bottleneck = recompute;
+    if (training_plan_bytes(be, c, batch, height, width) <= budget) return c;
+  }
+  return std::nullopt;
+}
+
+const char* recompute_name(const DenseNetConfig& cfg) {
+  return cfg.recompute_bottleneck ? "bn-relu+bottleneck" : "bn-relu";
 }
 
 }  // namespace cxr

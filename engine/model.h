@@ -3,6 +3,7 @@
 // run on any backend. Training mode keeps what backward needs; inference mode plans no gradients.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,11 @@ struct DenseNetConfig {
   // BN running statistics: running = m * running + (1 - m) * batch. Keras's 0.99 needs a few hundred
   // steps to forget its initial values; PyTorch's default is the equivalent of 0.9.
   double bn_momentum = 0.99;
+  // Training memory (Note [DenseNet memory]): every BN-ReLU output is recomputed in backward; with
+  // this set, each dense layer's bottleneck (its 1x1 convolution's output) is too, from the block
+  // buffer, at the cost of one more 1x1 convolution per layer. At batch 32 and 320x320 that is
+  // 1.05 GiB of activations less (cxr plan). See fit_to_budget().
+  bool recompute_bottleneck = false;
   // densenet121, densenet169 ([6, 12, 32, 32]) or densenet201 ([6, 12, 48, 32]).
   static DenseNetConfig from_arch(const std::string& arch, int64_t classes = 14);
 };
@@ -113,5 +119,18 @@ class DenseNet {
       logits_{}, dlogits_{}, pooled_{}, dpooled_{}, dhead_{}, adam_m_{}, adam_v_{}, stem_out_{}, features_{}, workspace_{};
   bool forward_training_done_ = false, loss_done_ = false;
 };
+
+// The training plan's total bytes for cfg at this batch and size on be (nothing is allocated).
+size_t training_plan_bytes(Backend& be, const DenseNetConfig& cfg, int64_t batch, int64_t height, int64_t width);
+
+// The memory policies of a training step, fastest first: keep each layer's bottleneck output, or
+// recompute it in backward as well. Returns cfg with the fastest policy whose plan fits `budget`
+// bytes (cfg's own policy if it already recomputes the bottleneck and fits), or nullopt when none
+// does.
+std::optional<DenseNetConfig> fit_to_budget(Backend& be, DenseNetConfig cfg, int64_t batch, int64_t height,
+                                            int64_t width, size_t budget);
+
+// "bn-relu" or "bn-relu+bottleneck": what backward recomputes under cfg.
+const char* recompute_name(const DenseNetConfig& cfg);
 
 }  // namespace cxr

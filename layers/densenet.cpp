@@ -22,6 +22,11 @@ void DenseLayer::backward(const StepContext& s, const Scratch& sc, const Tensor&
   const Shape narrow = conv1.out_shape(wide);
   const Tensor b(s.arena.floats(bottleneck), narrow, s.be.device());
   const Tensor g = dblock.channels(c_in, c_in + growth);
+  const Tensor z1 = sc.view(s, sc.wide1, wide), dz1 = sc.view(s, sc.wide2, wide);
+  if (recompute_bottleneck) {  // wide1 <- z1 = relu(bn0(x)), kept for the wide part below; b <- conv1(z1)
+    bn0.recompute(s, z1, x, true);
+    conv1.forward(s, b, z1);
+  }
   // narrow1 <- z2 = relu(bn1(b)); narrow2 <- dz2; then narrow1 <- db.
   const Tensor z2 = sc.view(s, sc.narrow1, narrow), dz2 = sc.view(s, sc.narrow2, narrow);
   bn1.recompute(s, z2, b, true);
@@ -30,9 +35,8 @@ void DenseLayer::backward(const StepContext& s, const Scratch& sc, const Tensor&
   s.be.relu_backward(dz2, dz2, z2);
   const Tensor db = z2;  // z2 is dead once the ReLU mask is applied
   bn1.backward(s, db, GradMode::Overwrite, dz2, b);
-  // wide1 <- z1 = relu(bn0(x)); wide2 <- dz1; dblock[:, :c_in] += bn0 backward.
-  const Tensor z1 = sc.view(s, sc.wide1, wide), dz1 = sc.view(s, sc.wide2, wide);
-  bn0.recompute(s, z1, x, true);
+  // wide1 <- z1 = relu(bn0(x)) (unless still there); wide2 <- dz1; dblock[:, :c_in] += bn0 backward.
+  if (!recompute_bottleneck) bn0.recompute(s, z1, x, true);
   conv1.backward_filter(s, db, z1);
   conv1.backward_data(s, dz1, GradMode::Overwrite, db);
   s.be.relu_backward(dz1, dz1, z1);

@@ -6,7 +6,8 @@
 // Memory (Note [DenseNet memory]): forward keeps the block buffers, each layer's bottleneck
 // (conv1x1 output, before its BN) and the BN statistics; every BN-ReLU output is recomputed in
 // backward into shared scratch (Scratch below), and the transition's conv output is never kept
-// (average-pool backward does not need it).
+// (average-pool backward does not need it). With recompute_bottleneck the bottlenecks are not kept
+// either: backward recomputes one from the block buffer (BN-ReLU, 1x1 convolution) before using it.
 #pragma once
 #include <vector>
 
@@ -31,6 +32,7 @@ struct DenseLayer {
   int64_t c_in = 0;            // channels read from the block buffer
   int64_t growth = 32;         // channels written after them
   MemoryPlan::Id bottleneck{};  // (N, 128, H, W): conv1 output, kept for backward
+  bool recompute_bottleneck = false;  // bottleneck is shared scratch: backward recomputes it first
 
   // block: (N, C_block, H, W), reads [0, c_in), writes [c_in, c_in + growth).
   void forward(const StepContext& s, const Scratch& sc, const Tensor& block) const;

@@ -26,39 +26,10 @@ namespace {
 
 using cxr::test::ScratchDir;
 
-std::string cxr_binary() {
-  const char* env = std::getenv("CXR_BINARY");
-  if (env && *env) return env;
-#ifdef CXR_BINARY
-  return CXR_BINARY;
-#else
-  return "";
-#endif
-}
-
-struct RunResult {
-  int status = -1;  // exit code
-  std::string out, err;
-};
-
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-// Runs `cxr args` with stdout and stderr captured in files of `dir`.
-RunResult run_cxr(const ScratchDir& dir, const std::string& args) {
-  const std::string out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = "'" + cxr_binary() + "' " + args + " >'" + out + "' 2>'" + err + "'";
-  const int rc = std::system(cmd.c_str());
-  RunResult r;
-  r.status = rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = read_all(out);
-  r.err = read_all(err);
-  return r;
-}
+using cxr::test::cxr_binary;
+using cxr::test::read_all;
+using cxr::test::run_cxr;
+using cxr::test::RunResult;
 
 class DataCli : public ::testing::Test {
  protected:

@@ -63,5 +63,30 @@ TEST(DenseNetGpu, MatchesCpuBackendInBothModesWithAllGradients) {
   EXPECT_LT(test::rel_error(sb, sa), kTol) << "running statistics";
 }
 
+TEST(DenseNetGpu, RecomputedBottlenecksMatchTheCpuStep) {
+  // The GPU step recomputing every bottleneck in backward against the CPU step that keeps them.
+  CXR_REQUIRE_CUDA(gpu);
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto cpu = make_cpu_backend();
+  auto cfg = DenseNetConfig::from_arch("densenet121", 14), frugal = cfg;
+  frugal.recompute_bottleneck = true;
+  DenseNet a(*cpu, cfg, 2, 72, 72), b(*gpu, frugal, 2, 72, 72);
+  std::vector<float> params, state;
+  init_test_generator(a.table(), params, state);
+  a.set_weights(params, state);
+  b.set_weights(params, state);
+  load_inputs(a, seed);
+  load_inputs(b, seed);
+  a.forward(true);
+  b.forward(true);
+  a.loss();
+  b.loss();
+  gpu->fill(b.grads(), std::numeric_limits<float>::quiet_NaN(), b.table().trainable_count());
+  a.backward();
+  b.backward();
+  EXPECT_LT(test::rel_error(b.get_grads(), a.get_grads()), kTol) << "all gradients";
+}
+
 }  // namespace
 }  // namespace cxr

@@ -12,6 +12,7 @@
 #include "engine/model.h"
 #include "io/checkpoint.h"
 #include "tools/commands.h"
+#include "tools/memory_policy.h"
 
 namespace cxr::cli {
 
@@ -64,6 +65,7 @@ void run_model_info(const ModelInfoOptions& o) {
 struct BenchOptions {
   int64_t batch = 8, size = 128, steps = 5, warmup = 1;
   std::string device = "auto", precision = "fp32", arch = "densenet121", weights;
+  app::MemoryPolicyOptions memory;
   bool inference = false, json = false;
 };
 
@@ -73,7 +75,9 @@ void run_bench(const BenchOptions& o) {
   CXR_CHECK(o.steps >= 1 && o.warmup >= 0, "--steps must be >= 1 and --warmup >= 0");
   auto be = make_backend(o.device);
   const size_t rss_before = peak_rss_bytes();
-  DenseNet net(*be, DenseNetConfig::from_arch(o.arch), o.batch, o.size, o.size, !o.inference);
+  DenseNetConfig cfg = DenseNetConfig::from_arch(o.arch);
+  if (!o.inference) cfg = app::apply_memory_policy(*be, cfg, o.batch, o.size, o.size, o.memory);
+  DenseNet net(*be, cfg, o.batch, o.size, o.size, !o.inference);
   std::vector<float> params, state;
   init_keras_default(net.table(), params, state, 1);
   if (!o.weights.empty())  // the speed does not depend on the values; this checks a file loads
@@ -104,7 +108,7 @@ void run_bench(const BenchOptions& o) {
 
   std::fprintf(stderr, "cxr bench: %s on %s, batch %ld, %ldx%ld, %s, arena %s\n", o.arch.c_str(),
                be->name().c_str(), long(o.batch), long(o.size), long(o.size),
-               o.inference ? "inference" : "training step (forward + backward)",
+               o.inference ? "inference" : (std::string("training step (forward + backward), recomputing ") + recompute_name(cfg)).c_str(),
                format_bytes(double(net.plan().total_bytes())).c_str());
   std::vector<double> times;
   for (int64_t i = 0; i < o.warmup + o.steps; ++i) {
@@ -133,6 +137,7 @@ void run_bench(const BenchOptions& o) {
                      {"batch", o.batch},
                      {"size", o.size},
                      {"mode", o.inference ? "inference" : "train"},
+                     {"recompute", o.inference ? "none" : recompute_name(cfg)},
                      {"steps", o.steps},
                      {"median_step_seconds", median},
                      {"images_per_second", ips},
@@ -180,6 +185,7 @@ void add_model_commands(CLI::App& app) {
   bench->add_option("--arch", bo->arch, "densenet121, densenet169 or densenet201")->capture_default_str();
   bench->add_flag("--inference", bo->inference, "Time inference instead of a training step");
   bench->add_option("--weights", bo->weights, "Weights to load first (default: Keras's initialisers)");
+  app::add_memory_policy_options(bench, &bo->memory);
   bench->add_flag("--json", bo->json, "Machine-readable output on stdout");
   bench->callback([bo] { run_bench(*bo); });
 }

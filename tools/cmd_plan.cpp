@@ -2,10 +2,12 @@
 // and the largest batch that fits a memory budget. The engine allocates exactly this plan (one arena).
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "engine/model.h"
 #include "tools/commands.h"
+#include "tools/memory_policy.h"
 
 namespace cxr::cli {
 
@@ -13,12 +15,13 @@ namespace {
 
 struct PlanOptions {
   int64_t batch = 32, size = 320, classes = 14;
-  std::string arch = "densenet121", precision = "fp32", device = "auto", budget;
+  std::string arch = "densenet121", precision = "fp32", device = "auto";
+  app::MemoryPolicyOptions memory;
   bool inference = false, json = false;
 };
 
-size_t plan_bytes(Backend& be, const PlanOptions& o, int64_t batch) {
-  DenseNet net(be, DenseNetConfig::from_arch(o.arch, o.classes), batch, o.size, o.size, !o.inference,
+size_t inference_plan_bytes(Backend& be, const PlanOptions& o, int64_t batch) {
+  DenseNet net(be, DenseNetConfig::from_arch(o.arch, o.classes), batch, o.size, o.size, /*trainable=*/false,
                /*allocate=*/false);
   return net.plan().total_bytes();
 }
@@ -27,30 +30,46 @@ void run_plan(const PlanOptions& o) {
   if (o.precision != "fp32" && o.precision != "tf32")
     CXR_FAIL("--precision ", o.precision, ": this build plans fp32/tf32 storage only (bf16/fp16 are issue 7's work)");
   auto be = make_backend(o.device);
-  DenseNet net(*be, DenseNetConfig::from_arch(o.arch, o.classes), o.batch, o.size, o.size, !o.inference,
-               /*allocate=*/false);
-  const MemoryPlan& plan = net.plan();
-  // Default budget: all of the device's memory (host RAM for the CPU).
-  const size_t budget = o.budget.empty() ? be->memory_capacity_bytes() : parse_bytes(o.budget);
-  // Largest batch within the budget: the plan grows monotonically with the batch; double, then bisect.
+  const size_t budget = app::memory_budget_bytes(*be, o.memory);
+  DenseNetConfig cfg = DenseNetConfig::from_arch(o.arch, o.classes);
+  // Largest batch within the budget: under "auto" the most frugal policy's (auto switches to it).
   int64_t max_batch = -1;
-  if (budget > 0) {
-    int64_t lo = 0, hi = 1;
-    while (hi <= (int64_t(1) << 20) && plan_bytes(*be, o, hi) <= budget) lo = hi, hi *= 2;
-    while (hi - lo > 1) {
-      const int64_t mid = (lo + hi) / 2;
-      (plan_bytes(*be, o, mid) <= budget ? lo : hi) = mid;
+  if (o.inference) {
+    if (budget > 0) {
+      int64_t lo = 0, hi = 1;  // the plan grows monotonically with the batch: double, then bisect
+      while (hi <= (int64_t(1) << 20) && inference_plan_bytes(*be, o, hi) <= budget) lo = hi, hi *= 2;
+      while (hi - lo > 1) {
+        const int64_t mid = (lo + hi) / 2;
+        (inference_plan_bytes(*be, o, mid) <= budget ? lo : hi) = mid;
+      }
+      max_batch = lo;
     }
-    max_batch = lo;
+  } else {
+    DenseNetConfig frugal = cfg;
+    frugal.recompute_bottleneck = o.memory.recompute != "bn-relu";
+    if (budget > 0) max_batch = app::max_training_batch(*be, frugal, o.size, o.size, budget);
+    // The plan shown: the policy asked for, or under "auto" the fastest that fits (the most frugal
+    // when none does: the plan then says by how much it is over).
+    if (o.memory.recompute == "auto") {
+      const auto fitted = budget > 0 ? fit_to_budget(*be, cfg, o.batch, o.size, o.size, budget) : std::nullopt;
+      cfg = fitted ? *fitted : frugal;
+      if (budget == 0) cfg.recompute_bottleneck = false;  // no budget to fit: the fastest
+    } else {
+      cfg.recompute_bottleneck = o.memory.recompute == "bn-relu+bottleneck";
+    }
   }
+  DenseNet net(*be, cfg, o.batch, o.size, o.size, !o.inference, /*allocate=*/false);
+  const MemoryPlan& plan = net.plan();
+  const bool fits = budget == 0 || plan.total_bytes() <= budget;
   if (o.json) {
     nlohmann::json j{{"arch", o.arch}, {"batch", o.batch}, {"size", o.size}, {"precision", o.precision},
                      {"mode", o.inference ? "inference" : "train"}, {"device", be->name()},
+                     {"recompute", o.inference ? "none (inference keeps nothing for backward)" : recompute_name(cfg)},
                      {"total_bytes", plan.total_bytes()},
                      {"activations_bytes", plan.category_bytes(MemCategory::Activations)}};
     for (int c = 0; c < int(MemCategory::Count); ++c)
       j["categories"][category_name(MemCategory(c))] = plan.category_bytes(MemCategory(c));
-    if (budget > 0) j["memory_budget_bytes"] = budget, j["max_batch"] = max_batch;
+    if (budget > 0) j["memory_budget_bytes"] = budget, j["max_batch"] = max_batch, j["fits_budget"] = fits;
     std::cout << j.dump(2) << "\n";
     return;
   }
@@ -60,8 +79,13 @@ void run_plan(const PlanOptions& o) {
     std::printf("  %-32s %12s\n", category_name(MemCategory(c)),
                 format_bytes(double(plan.category_bytes(MemCategory(c)))).c_str());
   std::printf("  %-32s %12s\n", "total (one allocation)", format_bytes(double(plan.total_bytes())).c_str());
-  if (budget > 0)
+  if (!o.inference) std::printf("recomputed in backward: %s\n", recompute_name(cfg));
+  if (budget > 0) {
+    if (!fits)
+      std::printf("over the budget of %s by %s\n", format_bytes(double(budget)).c_str(),
+                  format_bytes(double(plan.total_bytes() - budget)).c_str());
     std::printf("largest batch within %s: %ld\n", format_bytes(double(budget)).c_str(), long(max_batch));
+  }
 }
 
 }  // namespace
@@ -75,7 +99,7 @@ void add_plan_commands(CLI::App& app) {
       ->check(CLI::IsMember({"densenet121", "densenet169", "densenet201"}))->capture_default_str();
   p->add_option("--classes", o->classes, "Output classes")->capture_default_str();
   p->add_option("--precision", o->precision, "fp32 or tf32 (bf16/fp16: not in this build)")->capture_default_str();
-  p->add_option("--memory-budget", o->budget, "e.g. 12G, 512M or bytes (default: the device's memory)");
+  app::add_memory_policy_options(p, &o->memory);
   p->add_option("--device", o->device, "cpu, cuda or auto (the workspace depends on the backend)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))->capture_default_str();
   p->add_flag("--inference", o->inference, "Plan inference instead of a training step");

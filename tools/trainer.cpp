@@ -96,7 +96,8 @@ json options_json(const TrainOptions& o) {
           {"batch", o.batch}, {"size", o.size}, {"lr", o.lr}, {"weight_decay", o.weight_decay},
           {"bn_momentum", o.bn_momentum}, {"plateau_factor", o.plateau_factor}, {"plateau_patience", o.plateau_patience},
           {"freeze_epochs", o.freeze_epochs}, {"seed", o.seed}, {"flip", o.flip},
-          {"max_steps_per_epoch", o.max_steps_per_epoch}};
+          {"max_steps_per_epoch", o.max_steps_per_epoch}, {"recompute", o.memory.recompute},
+          {"memory_budget", o.memory.budget}};
 }
 
 // Training curves (loss and mean AUC per epoch) from the run's metrics log.
@@ -150,7 +151,12 @@ TrainResult train(const TrainOptions& opt) {
   CXR_CHECK(opt.bn_momentum >= 0 && opt.bn_momentum < 1, "--bn-momentum must be in [0, 1), got ", opt.bn_momentum);
   DenseNetConfig arch = DenseNetConfig::from_arch(opt.arch, io::kNumClasses);
   arch.bn_momentum = opt.bn_momentum;
+  arch = apply_memory_policy(*be, arch, opt.batch, S, S, opt.memory);
   DenseNet net(*be, arch, opt.batch, S, S, /*trainable=*/true);
+  if (!opt.quiet)
+    std::fprintf(stderr, "model: %s on %s, batch %ld at %ldx%ld, memory plan %s, recomputing %s in backward\n",
+                 arch.arch.c_str(), be->name().c_str(), long(opt.batch), long(S), long(S),
+                 format_bytes(double(net.plan().total_bytes())).c_str(), recompute_name(arch));
   const ParamTable& table = net.table();
 
   // Weights: a resumed run, a given file (backbone-only files get a fresh head), or Keras's defaults.

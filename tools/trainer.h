@@ -4,12 +4,15 @@
 #include <cstdint>
 #include <string>
 
+#include "tools/memory_policy.h"
+
 namespace cxr::app {
 
 struct TrainOptions {
   std::string data, out, weights;
   std::string arch = "densenet121";
   std::string device = "auto";
+  MemoryPolicyOptions memory;        // --recompute, --memory-budget
   std::string normalize = "sample";  // sample | dataset | imagenet
   std::string loss = "weighted";     // weighted | plain
   std::string monitor = "loss";      // best checkpoint and plateau by validation loss or mean AUC
