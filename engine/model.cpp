@@ -120,14 +120,16 @@ void DenseNet::build() {
       const std::string p = "pool" + std::to_string(b + 2);
       blk.transition.bn.init(table_, plan_, p + "_bn", C);
       blk.transition.conv.init(table_, p + "_conv", C / 2, C, 1, 1, 0);
-      note_ws(blk.transition.conv, blk.shape);
+      const Shape pooled = blk.transition.pooled_shape(blk.shape);  // the conv runs after the pool
       grow(scratch_.wide1, blk.shape);
       grow(scratch_.wide2, blk.shape);
-      grow(scratch_.narrow1, Shape{N, C / 2, H, W});
+      grow(scratch_.narrow1, pooled);
+      grow(scratch_.narrow2, pooled);
       C = C / 2;
       H = blk.transition.pool.out_size(H);
       W = blk.transition.pool.out_size(W);
       fits(H, ("after transition " + p).c_str());
+      note_ws(blk.transition.conv, pooled);
       info_.push_back({p, "transition", {1, C, H, W}, 2 * (C * 2) + table_[blk.transition.conv.param].numel});
     }
     blocks_.push_back(std::move(blk));

@@ -43,23 +43,30 @@ void DenseLayer::backward(const StepContext& s, const Scratch& sc, const Tensor&
   bn0.backward(s, dblock.channels(0, c_in), GradMode::Accumulate, dz1, x);
 }
 
+// The transition runs BN-ReLU -> avg-pool -> 1x1 conv rather than Keras's BN-ReLU -> 1x1 conv ->
+// avg-pool: a 1x1 convolution and an average pool are both linear and act on different axes, so they
+// commute (also for odd sizes: each output averages the same four inputs), and the convolution then
+// runs on a quarter of the pixels. The output equals Keras's up to float rounding.
 void Transition::forward(const StepContext& s, const Scratch& sc, const Tensor& block,
                          const Tensor& out) const {
   const Tensor z = sc.view(s, sc.wide1, block.shape);
   bn.forward(s, z, block, true);
-  const Tensor t = sc.view(s, sc.narrow1, conv.out_shape(block.shape));
-  conv.forward(s, t, z);
-  s.be.avgpool_forward(out, t, pool);
+  const Tensor p = sc.view(s, sc.narrow1, pooled_shape(block.shape));
+  s.be.avgpool_forward(p, z, pool);
+  conv.forward(s, out, p);
 }
 
 void Transition::backward(const StepContext& s, const Scratch& sc, const Tensor& block,
                           const Tensor& dblock, const Tensor& dout) const {
-  const Tensor dt = sc.view(s, sc.narrow1, conv.out_shape(block.shape));
-  s.be.avgpool_backward(dt, dout, pool);
+  // wide1 <- z = relu(bn(block)); narrow1 <- p = pool(z); narrow2 <- dp; wide2 <- dz.
   const Tensor z = sc.view(s, sc.wide1, block.shape), dz = sc.view(s, sc.wide2, block.shape);
   bn.recompute(s, z, block, true);
-  conv.backward_filter(s, dt, z);
-  conv.backward_data(s, dz, GradMode::Overwrite, dt);
+  const Shape ps = pooled_shape(block.shape);
+  const Tensor p = sc.view(s, sc.narrow1, ps), dp = sc.view(s, sc.narrow2, ps);
+  s.be.avgpool_forward(p, z, pool);
+  conv.backward_filter(s, dout, p);
+  conv.backward_data(s, dp, GradMode::Overwrite, dout);
+  s.be.avgpool_backward(dz, dp, pool);
   s.be.relu_backward(dz, dz, z);
   bn.backward(s, dblock, GradMode::Overwrite, dz, block);
 }

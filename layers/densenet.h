@@ -1,12 +1,12 @@
 // DenseNet building blocks, written once against the op interface (engine/backend.h):
 // the dense layer BN-ReLU-conv1x1(128)-BN-ReLU-conv3x3(32) and the transition
-// BN-ReLU-conv1x1(C/2)-avgpool2x2. Both read and write channel slices of one preallocated block
+// BN-ReLU-avgpool2x2-conv1x1(C/2) (Keras pools after the convolution; the two orders are equal, ours
+// convolves a quarter of the pixels). Both read and write channel slices of one preallocated block
 // buffer per dense block: concatenation copies nothing.
 //
 // Memory (Note [DenseNet memory]): forward keeps the block buffers, each layer's bottleneck
 // (conv1x1 output, before its BN) and the BN statistics; every BN-ReLU output is recomputed in
-// backward into shared scratch (Scratch below), and the transition's conv output is never kept
-// (average-pool backward does not need it). With recompute_bottleneck the bottlenecks are not kept
+// backward into shared scratch (Scratch below), and so is the transition's pooled BN-ReLU output. With recompute_bottleneck the bottlenecks are not kept
 // either: backward recomputes one from the block buffer (BN-ReLU, 1x1 convolution) before using it.
 #pragma once
 #include <vector>
@@ -17,7 +17,7 @@
 namespace cxr {
 
 // Shared scratch, sized as the maximum over every use: "wide" buffers hold a full block width,
-// "narrow" ones a bottleneck (or a transition output). The holder of each at every moment is
+// "narrow" ones a bottleneck (or a transition's pooled input). The holder of each at every moment is
 // written out in the backward code.
 struct Scratch {
   MemoryPlan::Id wide1 = 0, wide2 = 0, narrow1 = 0, narrow2 = 0;
@@ -44,6 +44,9 @@ struct Transition {
   BatchNorm bn;
   Conv2d conv;
   PoolGeom pool{2, 2, 0};
+
+  // (N, C, H/2, W/2): the pooled BN-ReLU output the 1x1 convolution reads.
+  Shape pooled_shape(const Shape& block) const { return {block.n, block.c, pool.out_size(block.h), pool.out_size(block.w)}; }
 
   // out: (N, C/2, H/2, W/2), the first channels of the next block's buffer.
   void forward(const StepContext& s, const Scratch& sc, const Tensor& block, const Tensor& out) const;
