@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check and benchmark in one script, for a bare CUDA machine (nvcc and a driver, PyTorch's
-# cuDNN/cuBLAS wheels, but no Debian packages and no network).
+# cuDNN/cuBLAS wheels, but no Debian packages and no network): the GPU tests, the whole suite, the
+# training-step and kernel benchmarks, `cxr bench` at batch 32 / 320x320 and PyTorch's training step
+# beside it (eager FP32, eager TF32, AMP BF16 channels-last, torch.compile), then a short table.
 #
 #   scripts/gpu_check.sh pack   # here, on a build machine: build with CUDA, bundle binaries + the
 #                               # non-CUDA shared libraries they need into gpu-bundle/
@@ -66,6 +68,16 @@ PY
     --benchmark_out_format=json >"$out/kernels.log" 2>&1 || rc=1
   "$root/bin/cxr" bench --device cuda --batch 32 --size 320 --steps 20 --warmup 3 --json \
     >"$out/cxr_bench.json" 2>"$out/cxr_bench.log" || rc=1
+  # Side by side on the same GPU in the same run: PyTorch's densenet121 with the same head, loss and
+  # Adam (bench/pytorch_train_step.py), in each of its fast modes. A mode that fails is reported as such.
+  if python3 -c 'import torch, torchvision, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    for mode in eager-fp32 eager-tf32 amp-bf16-cl compile; do
+      timeout 300 python3 bench/pytorch_train_step.py --device cuda --mode "$mode" --batch 32 --size 320 \
+        --steps 20 --warmup 5 --json >"$out/torch_$mode.json" 2>"$out/torch_$mode.log" || rc=1
+    done
+  else
+    echo "gpu_check: PyTorch with CUDA not importable: no side-by-side" | tee "$out/torch_missing.txt"
+  fi
   summary "$out"
   return $rc
 }
@@ -108,6 +120,34 @@ dev = open(os.path.join(out, "device.txt")).read().strip() or "no nvidia-smi"
 print("\n=== cxr GPU check:", dev.splitlines()[0] if dev else "")
 for k, v in rows:
     print(f"{k:36s} {v}")
+# Side by side at batch 32, 320x320 (34.7 GFLOP per image per training step, ../shared/guide/FACTS.md).
+limits = {"H200": (67, 495, 989, 4.8), "H100": (67, 495, 989, 3.35)}  # FP32, TF32, BF16 dense TFLOP/s; TB/s
+lim = next((v for k, v in limits.items() if k in dev), None)
+side = []
+try:
+    j = json.load(open(os.path.join(out, "cxr_bench.json")))
+    side.append(("cxr fp32", j["images_per_second"], j["peak_bytes"]))
+except Exception:
+    pass
+for mode in ("eager-fp32", "eager-tf32", "amp-bf16-cl", "compile"):
+    try:
+        t = json.load(open(os.path.join(out, f"torch_{mode}.json")))
+        side.append((f"torch {mode}", t["images_per_second"], t["peak_device_bytes"]))
+    except Exception:
+        side.append((f"torch {mode}", None, None))
+if side and side[0][0] == "cxr fp32":
+    ci, cp = side[0][1], side[0][2]
+    print(f"\n{'b32 / 320x320':18s} {'img/s':>8s} {'peak GiB':>9s} {'cxr/this img/s':>15s} {'cxr/this peak':>14s}")
+    for name, ips, peak in side:
+        if ips is None:
+            print(f"{name:18s} {'failed (see its log)':>8s}")
+            continue
+        print(f"{name:18s} {ips:8.1f} {peak / 2**30:9.2f} {ci / ips:15.2f} {cp / peak:14.2f}")
+    tflops = ci * 34.7e9 / 1e12
+    if lim:
+        print(f"cxr: {tflops:.1f} TFLOP/s = {100 * tflops / lim[0]:.0f}% of FP32 peak, {100 * tflops / lim[1]:.0f}% of TF32 peak")
+    else:
+        print(f"cxr: {tflops:.1f} TFLOP/s (no peak figures for this GPU)")
 PY
 }
 
