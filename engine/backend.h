@@ -81,6 +81,12 @@ class Backend {
   virtual void batchnorm_stats(float* mean, float* invstd, float* running_mean, float* running_var,
                                const Tensor& x, double eps, double momentum,
                                double var_correction) = 0;
+  // The running update alone, from batch statistics computed earlier (by batchnorm_stats, possibly
+  // for another layer over the same channels: Note [BN statistics once per channel]):
+  //   var = 1/invstd^2 - eps (in double), then the update batchnorm_stats makes.
+  virtual void batchnorm_running_update(float* running_mean, float* running_var, const float* mean,
+                                        const float* invstd, int64_t channels, double eps, double momentum,
+                                        double var_correction) = 0;
   // Running statistics -> (mean, invstd) for inference: invstd = 1/sqrt(running_var + eps).
   virtual void batchnorm_inference_stats(float* mean, float* invstd, const float* running_mean,
                                          const float* running_var, int64_t channels, double eps) = 0;

@@ -83,12 +83,16 @@ void DenseNet::build() {
     const int64_t c_final = C + cfg_.blocks[b] * cfg_.growth;
     blk.shape = Shape{N, c_final, H, W};
     blk.buffer = add(stage + " block buffer", MemCategory::Activations, blk.shape);
+    // Every BN of the block reads a prefix of its buffer: one statistics buffer for all of them
+    // (Note [BN statistics once per channel] in layers/batchnorm.h).
+    blk.stats = plan_.add_floats(stage + " batch statistics (shared)", MemCategory::BnState, 2 * c_final);
     for (int l = 0; l < cfg_.blocks[b]; ++l) {
       DenseLayer L;
       const std::string p = stage + "_block" + std::to_string(l + 1);
       L.c_in = C + l * cfg_.growth;
       L.growth = cfg_.growth;
-      L.bn0.init(table_, plan_, p + "_0_bn", L.c_in);
+      L.fresh_from = l == 0 ? 0 : L.c_in - cfg_.growth;
+      L.bn0.init_shared(table_, p + "_0_bn", L.c_in, blk.stats, c_final);
       L.conv1.init(table_, p + "_1_conv", cfg_.bottleneck, L.c_in, 1, 1, 0);
       L.bn1.init(table_, plan_, p + "_1_bn", cfg_.bottleneck);
       L.conv2.init(table_, p + "_2_conv", cfg_.growth, cfg_.bottleneck, 3, 1, 1);
@@ -118,7 +122,8 @@ void DenseNet::build() {
     if (b + 1 < cfg_.blocks.size()) {
       blk.has_transition = true;
       const std::string p = "pool" + std::to_string(b + 2);
-      blk.transition.bn.init(table_, plan_, p + "_bn", C);
+      blk.transition.bn.init_shared(table_, p + "_bn", C, blk.stats, C);
+      blk.transition.fresh_from = C - cfg_.growth;
       blk.transition.conv.init(table_, p + "_conv", C / 2, C, 1, 1, 0);
       const Shape pooled = blk.transition.pooled_shape(blk.shape);  // the conv runs after the pool
       grow(scratch_.wide1, blk.shape);
@@ -145,7 +150,8 @@ void DenseNet::build() {
   // Head: BN-ReLU (kept: the Grad-CAM feature map), global average pool, dense.
   features_c_ = C;
   feat_shape_ = Shape{N, C, H, W};
-  bn_final_.init(table_, plan_, "bn", C);
+  bn_final_.init_shared(table_, "bn", C, blocks_.back().stats, C);
+  final_fresh_from_ = C - cfg_.growth;
   features_ = add("features (final BN-ReLU)", MemCategory::Activations, feat_shape_);
   grow(scratch_.wide2, feat_shape_);
   info_.push_back({"bn", "bn + relu", {1, C, H, W}, 2 * C});
@@ -220,7 +226,7 @@ void DenseNet::forward(bool training) {
     }
   }
   const Tensor last = buffer(blocks_.back().buffer, blocks_.back().shape);
-  bn_final_.forward(s, features(), last, true);
+  bn_final_.forward(s, features(), last, true, final_fresh_from_);
   const Tensor pooled = buffer(pooled_, Shape{n_, features_c_, 1, 1});
   be_.global_avgpool_forward(pooled, features());
   be_.dense_forward(logits(), pooled.data, s.param(dense_), s.param(dense_ + 1), n_, features_c_, cfg_.classes);

@@ -6,16 +6,36 @@ void BatchNorm::init(ParamTable& table, MemoryPlan& plan, const std::string& nam
   gamma = table.add_batchnorm(name, c);
   channels = c;
   stats = plan.add_floats(name + " batch statistics", MemCategory::BnState, 2 * c);
+  stride = c;
+  shared = false;
 }
 
-void BatchNorm::forward(const StepContext& s, const Tensor& y, const Tensor& x, bool relu) const {
+void BatchNorm::init_shared(ParamTable& table, const std::string& name, int64_t c, MemoryPlan::Id block_stats,
+                            int64_t block_c) {
+  CXR_CHECK(c <= block_c, name, ": ", c, " channels in a block of ", block_c);
+  gamma = table.add_batchnorm(name, c);
+  channels = c;
+  stats = block_stats;
+  stride = block_c;
+  shared = true;
+}
+
+void BatchNorm::forward(const StepContext& s, const Tensor& y, const Tensor& x, bool relu, int64_t fresh_from) const {
   CXR_CHECK(x.c() == channels, "batch norm over ", channels, " channels given input ", x.shape.str());
+  CXR_CHECK(fresh_from >= 0 && fresh_from <= channels, "fresh channels from ", fresh_from, " of ", channels);
   float* rm = s.state_of(gamma + 2);
   float* rv = s.state_of(gamma + 3);
   if (s.training) {
     const double n = double(x.n() * x.h() * x.w());
     const double correction = n > 1 ? n / (n - 1) : 1.0;  // Note [BN running variance]
-    s.be.batchnorm_stats(mean(s), invstd(s), rm, rv, x, kEpsilon, s.bn_momentum, correction);
+    if (!shared || fresh_from == 0) {
+      s.be.batchnorm_stats(mean(s), invstd(s), rm, rv, x, kEpsilon, s.bn_momentum, correction);
+    } else {  // Note [BN statistics once per channel]
+      if (fresh_from < channels)
+        s.be.batchnorm_stats(mean(s) + fresh_from, invstd(s) + fresh_from, nullptr, nullptr,
+                             x.channels(fresh_from, channels), kEpsilon, s.bn_momentum, correction);
+      s.be.batchnorm_running_update(rm, rv, mean(s), invstd(s), channels, kEpsilon, s.bn_momentum, correction);
+    }
   } else {
     s.be.batchnorm_inference_stats(mean(s), invstd(s), rm, rv, channels, kEpsilon);
   }

@@ -6,7 +6,7 @@ void DenseLayer::forward(const StepContext& s, const Scratch& sc, const Tensor& 
   const Tensor x = block.channels(0, c_in);
   const Shape wide{x.n(), c_in, x.h(), x.w()};
   const Tensor z1 = sc.view(s, sc.wide1, wide);
-  bn0.forward(s, z1, x, /*relu=*/true);
+  bn0.forward(s, z1, x, /*relu=*/true, fresh_from);
   const Shape narrow = conv1.out_shape(wide);
   const Tensor b(s.arena.floats(bottleneck), narrow, s.be.device());
   conv1.forward(s, b, z1);
@@ -50,7 +50,7 @@ void DenseLayer::backward(const StepContext& s, const Scratch& sc, const Tensor&
 void Transition::forward(const StepContext& s, const Scratch& sc, const Tensor& block,
                          const Tensor& out) const {
   const Tensor z = sc.view(s, sc.wide1, block.shape);
-  bn.forward(s, z, block, true);
+  bn.forward(s, z, block, true, fresh_from);
   const Tensor p = sc.view(s, sc.narrow1, pooled_shape(block.shape));
   s.be.avgpool_forward(p, z, pool);
   conv.forward(s, out, p);

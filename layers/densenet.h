@@ -33,6 +33,7 @@ struct DenseLayer {
   int64_t growth = 32;         // channels written after them
   MemoryPlan::Id bottleneck{};  // (N, 128, H, W): conv1 output, kept for backward
   bool recompute_bottleneck = false;  // bottleneck is shared scratch: backward recomputes it first
+  int64_t fresh_from = 0;  // bn0's first channel without statistics yet (Note [BN statistics once per channel])
 
   // block: (N, C_block, H, W), reads [0, c_in), writes [c_in, c_in + growth).
   void forward(const StepContext& s, const Scratch& sc, const Tensor& block) const;
@@ -44,6 +45,7 @@ struct Transition {
   BatchNorm bn;
   Conv2d conv;
   PoolGeom pool{2, 2, 0};
+  int64_t fresh_from = 0;  // bn's first channel without statistics yet (the block's last layer's output)
 
   // (N, C, H/2, W/2): the pooled BN-ReLU output the 1x1 convolution reads.
   Shape pooled_shape(const Shape& block) const { return {block.n, block.c, pool.out_size(block.h), pool.out_size(block.w)}; }

@@ -233,6 +233,27 @@ TEST(CpuBatchNorm, StatisticsAndKerasRunningUpdate) {
   }
 }
 
+TEST(CpuBatchNorm, RunningUpdateAloneMatchesTheFusedOne) {
+  // batchnorm_running_update from (mean, invstd) recovers var = 1/invstd^2 - eps. In float, invstd
+  // carries a relative rounding of 6e-8, so var (here ~1, far above eps) is off by ~1.2e-7 relative
+  // and the running variance, which takes 1% of it, by far less than its own float rounding: 1e-6
+  // relative leaves margin and still catches a missing correction factor (2.8%) or eps (1e-5).
+  std::mt19937_64 rng(test::fresh_seed());
+  const Shape s{4, 5, 3, 3};
+  std::vector<float> x(size_t(s.numel()));
+  std::uniform_real_distribution<float> u(-1, 2);
+  for (auto& v : x) v = u(rng);
+  std::vector<float> mean(5), invstd(5), rm_fused(5, 0.5f), rv_fused(5, 1.5f), rm(5, 0.5f), rv(5, 1.5f);
+  const double n = 36, corr = n / (n - 1);
+  cpu::batchnorm_stats<float>(mean.data(), invstd.data(), rm_fused.data(), rv_fused.data(), View<float>(x.data(), s),
+                              1.001e-5, 0.9, corr);
+  cpu::batchnorm_running_update<float>(rm.data(), rv.data(), mean.data(), invstd.data(), 5, 1.001e-5, 0.9, corr);
+  for (size_t c = 0; c < 5; ++c) {
+    EXPECT_EQ(rm[c], rm_fused[c]) << "channel " << c;  // the same double arithmetic on the same mean
+    EXPECT_NEAR(rv[c], rv_fused[c], 1e-6 * rv_fused[c]) << "channel " << c;
+  }
+}
+
 // ---- ReLU, pooling ---------------------------------------------------------------------------
 
 TEST(CpuRelu, BackwardMatchesFiniteDifferences) {

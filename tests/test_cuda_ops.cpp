@@ -260,6 +260,14 @@ TEST_F(CudaBatchNorm, StatsAndRunningUpdate) {
                                  eps);
   expect_close(imean, kExact, "inference mean (a copy)");
   expect_close(iinvstd, kRounding, "inference invstd");
+
+  // The running update alone, from the statistics computed above (shared-statistics BNs).
+  cpu->batchnorm_running_update(rmean.cpu.data(), rvar.cpu.data(), mean2.cpu.data(), invstd2.cpu.data(), C, eps,
+                                momentum, correction);
+  gpu->batchnorm_running_update(rmean.gpu.data(), rvar.gpu.data(), mean2.gpu.data(), invstd2.gpu.data(), C, eps,
+                                momentum, correction);
+  expect_close(rmean, kRounding, "running mean, update alone");
+  expect_close(rvar, kRounding, "running var, update alone");
 }
 
 TEST_F(CudaBatchNorm, Apply) {

@@ -39,6 +39,16 @@ void batchnorm_stats(T* mean, T* invstd, T* running_mean, T* running_var, const 
 }
 
 template <typename T>
+void batchnorm_running_update(T* running_mean, T* running_var, const T* mean, const T* invstd, int64_t channels,
+                              double eps, double momentum, double var_correction) {
+  for (int64_t c = 0; c < channels; ++c) {
+    const double is = double(invstd[c]), var = std::max(0.0, 1.0 / (is * is) - eps);
+    running_mean[c] = T(momentum * double(running_mean[c]) + (1 - momentum) * double(mean[c]));
+    running_var[c] = T(momentum * double(running_var[c]) + (1 - momentum) * var * var_correction);
+  }
+}
+
+template <typename T>
 void batchnorm_apply(const View<T>& y, const View<T>& x, const T* gamma, const T* beta, const T* mean,
                      const T* invstd, bool relu) {
   if (y.shape != x.shape) CXR_FAIL("batchnorm_apply: y ", y.shape.str(), " vs x ", x.shape.str());
@@ -91,6 +101,7 @@ void batchnorm_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, c
 
 #define CXR_INSTANTIATE(T)                                                                                   \
   template void batchnorm_stats<T>(T*, T*, T*, T*, const View<T>&, double, double, double);                \
+  template void batchnorm_running_update<T>(T*, T*, const T*, const T*, int64_t, double, double, double);    \
   template void batchnorm_apply<T>(const View<T>&, const View<T>&, const T*, const T*, const T*, const T*, bool); \
   template void batchnorm_backward<T>(const View<T>&, GradMode, T*, T*, const View<T>&, const View<T>&,     \
                                       const T*, const T*, const T*);

@@ -96,6 +96,11 @@ void CpuBackend::batchnorm_stats(float* mean, float* invstd, float* running_mean
                                  const Tensor& x, double eps, double momentum, double var_correction) {
   cpu::batchnorm_stats(mean, invstd, running_mean, running_var, view(x), eps, momentum, var_correction);
 }
+void CpuBackend::batchnorm_running_update(float* running_mean, float* running_var, const float* mean,
+                                          const float* invstd, int64_t channels, double eps, double momentum,
+                                          double var_correction) {
+  cpu::batchnorm_running_update(running_mean, running_var, mean, invstd, channels, eps, momentum, var_correction);
+}
 void CpuBackend::batchnorm_inference_stats(float* mean, float* invstd, const float* running_mean,
                                            const float* running_var, int64_t channels, double eps) {
   for (int64_t c = 0; c < channels; ++c) {

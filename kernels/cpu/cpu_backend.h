@@ -34,6 +34,8 @@ class CpuBackend final : public Backend {
 
   void batchnorm_stats(float* mean, float* invstd, float* running_mean, float* running_var,
                        const Tensor& x, double eps, double momentum, double var_correction) override;
+  void batchnorm_running_update(float* running_mean, float* running_var, const float* mean, const float* invstd,
+                                int64_t channels, double eps, double momentum, double var_correction) override;
   void batchnorm_inference_stats(float* mean, float* invstd, const float* running_mean,
                                  const float* running_var, int64_t channels, double eps) override;
   void batchnorm_apply(const Tensor& y, const Tensor& x, const float* gamma, const float* beta,

@@ -40,6 +40,7 @@ template <typename T> void conv2d_forward(const View<T>& y, const View<T>& x, co
 template <typename T> void conv2d_backward_data(const View<T>& dx, GradMode mode, const View<T>& dy, const T* w, const Shape& ws, const ConvGeom& g, T* col);
 template <typename T> void conv2d_backward_filter(T* dw, GradMode mode, const Shape& ws, const View<T>& dy, const View<T>& x, const ConvGeom& g, T* col);
 
+template <typename T> void batchnorm_running_update(T* running_mean, T* running_var, const T* mean, const T* invstd, int64_t channels, double eps, double momentum, double var_correction);
 template <typename T> void batchnorm_stats(T* mean, T* invstd, T* running_mean, T* running_var, const View<T>& x, double eps, double momentum, double var_correction);
 template <typename T> void batchnorm_apply(const View<T>& y, const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd, bool relu);
 template <typename T> void batchnorm_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy, const View<T>& x, const T* gamma, const T* mean, const T* invstd);

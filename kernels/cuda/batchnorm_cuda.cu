@@ -47,6 +47,16 @@ __global__ void __launch_bounds__(kReduceThreads)
   }
 }
 
+__global__ void bn_running_update_kernel(float* running_mean, float* running_var, const float* mean,
+                                         const float* invstd, int64_t channels, double eps, double momentum,
+                                         double var_correction) {
+  for (int64_t c = cuda::global_thread(); c < channels; c += cuda::grid_threads()) {
+    const double is = double(invstd[c]), var = fmax(0.0, 1.0 / (is * is) - eps);
+    running_mean[c] = float(momentum * double(running_mean[c]) + (1 - momentum) * double(mean[c]));
+    running_var[c] = float(momentum * double(running_var[c]) + (1 - momentum) * var * var_correction);
+  }
+}
+
 __global__ void bn_inference_stats_kernel(float* mean, float* invstd, const float* running_mean,
                                           const float* running_var, int64_t channels, double eps) {
   for (int64_t c = cuda::global_thread(); c < channels; c += cuda::grid_threads()) {
@@ -114,6 +124,15 @@ void CudaBackend::batchnorm_stats(float* mean, float* invstd, float* running_mea
   if (x.c() == 0) return;
   bn_stats_kernel<<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(
       mean, invstd, running_mean, running_var, cuda::view_of(x), eps, momentum, var_correction);
+  CXR_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::batchnorm_running_update(float* running_mean, float* running_var, const float* mean,
+                                           const float* invstd, int64_t channels, double eps, double momentum,
+                                           double var_correction) {
+  if (channels == 0) return;
+  bn_running_update_kernel<<<cuda::blocks_for(channels), cuda::kThreads, 0, stream()>>>(
+      running_mean, running_var, mean, invstd, channels, eps, momentum, var_correction);
   CXR_CUDA_CHECK_LAUNCH();
 }
 
