@@ -98,6 +98,7 @@ namespace {
 bool on_cuda(Backend& be, const char* op) {
   if (be.device() != Device::CUDA) return false;
 #ifdef CXR_HAVE_CUDA
+  (void)op;
   return true;
 #else
   CXR_FAIL(op, ": a CUDA backend in a build without CUDA");
