@@ -249,7 +249,9 @@ TEST(CpuBatchNorm, RunningUpdateAloneMatchesTheFusedOne) {
                               1.001e-5, 0.9, corr);
   cpu::batchnorm_running_update<float>(rm.data(), rv.data(), mean.data(), invstd.data(), 5, 1.001e-5, 0.9, corr);
   for (size_t c = 0; c < 5; ++c) {
-    EXPECT_EQ(rm[c], rm_fused[c]) << "channel " << c;  // the same double arithmetic on the same mean
+    // The fused update folds the double mean, the update alone its float rounding (off by up to
+    // 6e-8 relative, of which 10% enters): the results may differ in the last float bit.
+    EXPECT_NEAR(rm[c], rm_fused[c], 2.5e-7 * std::abs(rm_fused[c])) << "channel " << c;
     EXPECT_NEAR(rv[c], rv_fused[c], 1e-6 * rv_fused[c]) << "channel " << c;
   }
 }
