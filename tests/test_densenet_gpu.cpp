@@ -30,6 +30,16 @@ void load_inputs(DenseNet& net, uint64_t seed) {
   be.synchronize();
 }
 
+// The same weights (the test generator) and inputs in both networks.
+void same_start(DenseNet& a, DenseNet& b, uint64_t seed) {
+  std::vector<float> params, state;
+  init_test_generator(a.table(), params, state);
+  a.set_weights(params, state);
+  b.set_weights(params, state);
+  load_inputs(a, seed);
+  load_inputs(b, seed);
+}
+
 TEST(DenseNetGpu, MatchesCpuBackendInBothModesWithAllGradients) {
   CXR_REQUIRE_CUDA(gpu);
   const uint64_t seed = test::fresh_seed();
@@ -37,12 +47,7 @@ TEST(DenseNetGpu, MatchesCpuBackendInBothModesWithAllGradients) {
   auto cpu = make_cpu_backend();
   const auto cfg = DenseNetConfig::from_arch("densenet121", 14);
   DenseNet a(*cpu, cfg, 2, 72, 72), b(*gpu, cfg, 2, 72, 72);
-  std::vector<float> params, state;
-  init_test_generator(a.table(), params, state);
-  a.set_weights(params, state);
-  b.set_weights(params, state);
-  load_inputs(a, seed);
-  load_inputs(b, seed);
+  same_start(a, b, seed);
 
   a.forward(false);
   b.forward(false);
@@ -72,12 +77,7 @@ TEST(DenseNetGpu, RecomputedBottlenecksMatchTheCpuStep) {
   auto cfg = DenseNetConfig::from_arch("densenet121", 14), frugal = cfg;
   frugal.recompute_bottleneck = true;
   DenseNet a(*cpu, cfg, 2, 72, 72), b(*gpu, frugal, 2, 72, 72);
-  std::vector<float> params, state;
-  init_test_generator(a.table(), params, state);
-  a.set_weights(params, state);
-  b.set_weights(params, state);
-  load_inputs(a, seed);
-  load_inputs(b, seed);
+  same_start(a, b, seed);
   a.forward(true);
   b.forward(true);
   a.loss();
