@@ -96,10 +96,16 @@ class Backend {
   // Backward of batchnorm_apply in training mode (mean/invstd are batch statistics of x):
   //   dgamma = sum dy * xhat  (=),  dbeta = sum dy  (=),
   //   dx (=|+=) gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)),  xhat = (x - mean) * invstd.
-  // dy is the gradient w.r.t. the BN output (apply relu_backward first for a fused ReLU).
+  // dy is the gradient w.r.t. the BN output (batchnorm_relu_backward for a fused ReLU).
   virtual void batchnorm_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta,
                                   const Tensor& dy, const Tensor& x, const float* gamma,
                                   const float* mean, const float* invstd) = 0;
+  // The same for BN followed by ReLU, in one op: dy is the gradient w.r.t. the ReLU output; it counts
+  // only where batchnorm_apply(relu) gave a positive output, which is recomputed from x, gamma and
+  // beta with the apply's arithmetic (no ReLU output is read). dx may alias dy.
+  virtual void batchnorm_relu_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta,
+                                       const Tensor& dy, const Tensor& x, const float* gamma, const float* beta,
+                                       const float* mean, const float* invstd) = 0;
 
   // ---- element-wise -------------------------------------------------------------------------
   virtual void relu_forward(const Tensor& y, const Tensor& x) = 0;  // y may alias x

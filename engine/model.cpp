@@ -251,14 +251,13 @@ void DenseNet::backward() {
   const Tensor dpooled = buffer(dpooled_, pooled.shape);
   be_.dense_backward(dpooled.data, s.grad(dense_), s.grad(dense_ + 1), arena().floats(dlogits_), pooled.data,
                      s.param(dense_), n_, features_c_, cfg_.classes);
-  // wide2 <- d features (masked by the ReLU); the last block's gradient (=) from the final BN.
+  // wide2 <- d features; the last block's gradient (=) from the final BN-ReLU (one fused op).
   const Tensor dfeat = scratch_.view(s, scratch_.wide2, feat_shape_);
   be_.global_avgpool_backward(dfeat, dpooled);
-  be_.relu_backward(dfeat, dfeat, features());
   {
     const Block& last = blocks_.back();
-    bn_final_.backward(s, buffer(last.grad, last.shape), GradMode::Overwrite, dfeat,
-                       buffer(last.buffer, last.shape));
+    bn_final_.backward_relu(s, buffer(last.grad, last.shape), GradMode::Overwrite, dfeat,
+                            buffer(last.buffer, last.shape));
   }
   for (size_t b = blocks_.size(); b-- > 0;) {
     const Block& blk = blocks_[b];
@@ -276,9 +275,8 @@ void DenseNet::backward() {
   bn0_.recompute(s, z, c1, true);
   const Tensor dfirst = buffer(blocks_[0].grad, blocks_[0].shape).channels(0, cfg_.stem);
   be_.maxpool_backward(dz, dfirst, z, maxpool_);
-  be_.relu_backward(dz, dz, z);
-  const Tensor dc1 = z;  // z is dead once the mask is applied
-  bn0_.backward(s, dc1, GradMode::Overwrite, dz, c1);
+  const Tensor dc1 = z;  // z is dead once the max pool has routed the gradient
+  bn0_.backward_relu(s, dc1, GradMode::Overwrite, dz, c1);
   conv0_.backward_filter(s, dc1, input());
 }
 

@@ -52,4 +52,10 @@ void BatchNorm::backward(const StepContext& s, const Tensor& dx, GradMode mode, 
                           invstd(s));
 }
 
+void BatchNorm::backward_relu(const StepContext& s, const Tensor& dx, GradMode mode, const Tensor& dy,
+                              const Tensor& x) const {
+  s.be.batchnorm_relu_backward(dx, mode, s.grad(gamma), s.grad(gamma + 1), dy, x, s.param(gamma), s.param(gamma + 1),
+                               mean(s), invstd(s));
+}
+
 }  // namespace cxr

@@ -44,6 +44,9 @@ struct BatchNorm {
   // dgamma, dbeta (=); dx (=|+=). dy is w.r.t. the BN output (ReLU mask already applied).
   void backward(const StepContext& s, const Tensor& dx, GradMode mode, const Tensor& dy,
                 const Tensor& x) const;
+  // The same for the BN fused with its ReLU: dy is w.r.t. the ReLU output; the mask comes from x.
+  void backward_relu(const StepContext& s, const Tensor& dx, GradMode mode, const Tensor& dy,
+                     const Tensor& x) const;
 
  private:
   float* mean(const StepContext& s) const { return s.arena.floats(stats); }

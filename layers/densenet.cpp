@@ -32,15 +32,13 @@ void DenseLayer::backward(const StepContext& s, const Scratch& sc, const Tensor&
   bn1.recompute(s, z2, b, true);
   conv2.backward_filter(s, g, z2);
   conv2.backward_data(s, dz2, GradMode::Overwrite, g);
-  s.be.relu_backward(dz2, dz2, z2);
-  const Tensor db = z2;  // z2 is dead once the ReLU mask is applied
-  bn1.backward(s, db, GradMode::Overwrite, dz2, b);
+  const Tensor db = z2;  // z2 is dead once conv2's filter gradient has it
+  bn1.backward_relu(s, db, GradMode::Overwrite, dz2, b);
   // wide1 <- z1 = relu(bn0(x)) (unless still there); wide2 <- dz1; dblock[:, :c_in] += bn0 backward.
   if (!recompute_bottleneck) bn0.recompute(s, z1, x, true);
   conv1.backward_filter(s, db, z1);
   conv1.backward_data(s, dz1, GradMode::Overwrite, db);
-  s.be.relu_backward(dz1, dz1, z1);
-  bn0.backward(s, dblock.channels(0, c_in), GradMode::Accumulate, dz1, x);
+  bn0.backward_relu(s, dblock.channels(0, c_in), GradMode::Accumulate, dz1, x);
 }
 
 // The transition runs BN-ReLU -> avg-pool -> 1x1 conv rather than Keras's BN-ReLU -> 1x1 conv ->
@@ -67,8 +65,7 @@ void Transition::backward(const StepContext& s, const Scratch& sc, const Tensor&
   conv.backward_filter(s, dout, p);
   conv.backward_data(s, dp, GradMode::Overwrite, dout);
   s.be.avgpool_backward(dz, dp, pool);
-  s.be.relu_backward(dz, dz, z);
-  bn.backward(s, dblock, GradMode::Overwrite, dz, block);
+  bn.backward_relu(s, dblock, GradMode::Overwrite, dz, block);
 }
 
 }  // namespace cxr

@@ -209,6 +209,55 @@ TEST(CpuBatchNorm, TrainingBackwardMatchesFiniteDifferences) {
   check_gradient(beta, dbeta, loss, "bn dbeta");
 }
 
+TEST(CpuBatchNorm, FusedReluBackwardMatchesFiniteDifferences) {
+  // loss = <r, relu(bn(x))> through batchnorm_apply(relu = true); the fused backward recomputes the
+  // mask from x. Kinks (outputs within h of 0) are skipped by check_gradient.
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const Shape full{3, 5, 4, 3};
+  const int64_t C = 3;
+  Vec buf = random_doubles(size_t(full.numel()), rng, -2, 3);
+  Vec gamma = random_doubles(C, rng, 0.5, 1.5), beta = random_doubles(C, rng, -0.5, 0.5);
+  Vec ybuf(size_t(full.numel())), mean(C), invstd(C);
+  const View<double> xv = View<double>(buf.data(), full).channels(1, 4), yv = View<double>(ybuf.data(), full).channels(1, 4);
+  const Vec r = random_doubles(size_t(full.numel()), rng);
+  auto loss = [&] {
+    cpu::batchnorm_stats<double>(mean.data(), invstd.data(), nullptr, nullptr, xv, 1e-3, 0.99, 1.0);
+    cpu::batchnorm_apply(yv, xv, gamma.data(), beta.data(), mean.data(), invstd.data(), true);
+    double s = 0;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t i = 0; i < 12; ++i) s += r[size_t((n * C + c) * 12 + i)] * yv.plane(n, c)[i];
+    return s;
+  };
+  loss();
+  size_t cut = 0;
+  for (int64_t n = 0; n < 3; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < 12; ++i) cut += yv.plane(n, c)[i] == 0.0;
+  ASSERT_GT(cut, 5u) << "the ReLU must cut somewhere for the mask to be tested";
+  Vec dy(size_t(3 * C * 12));
+  std::copy(r.begin(), r.begin() + long(dy.size()), dy.begin());
+  Vec dxbuf(size_t(full.numel()), 0.0), dgamma(C), dbeta(C);
+  const View<double> dxv = View<double>(dxbuf.data(), full).channels(1, 4);
+  cpu::batchnorm_relu_backward(dxv, GradMode::Overwrite, dgamma.data(), dbeta.data(), View<double>(dy.data(), xv.shape),
+                               xv, gamma.data(), beta.data(), mean.data(), invstd.data());
+  check_gradient(buf, dxbuf, loss, "bn-relu dx");
+  check_gradient(gamma, dgamma, loss, "bn-relu dgamma");
+  check_gradient(beta, dbeta, loss, "bn-relu dbeta");
+  // Equal to relu_backward on the kept output followed by the plain backward (the same doubles in
+  // the same order: exact).
+  Vec masked = dy, dx2buf(size_t(full.numel()), 0.0), dgamma2(C), dbeta2(C);
+  cpu::relu_backward(View<double>(masked.data(), xv.shape), View<double>(masked.data(), xv.shape), yv);
+  cpu::batchnorm_backward(View<double>(dx2buf.data(), full).channels(1, 4), GradMode::Overwrite, dgamma2.data(),
+                          dbeta2.data(), View<double>(masked.data(), xv.shape), xv, gamma.data(), mean.data(),
+                          invstd.data());
+  EXPECT_EQ(dxbuf, dx2buf);
+  EXPECT_EQ(dgamma, dgamma2);
+  EXPECT_EQ(dbeta, dbeta2);
+}
+
 TEST(CpuBatchNorm, StatisticsAndKerasRunningUpdate) {
   std::mt19937_64 rng(test::fresh_seed());
   const Shape s{4, 2, 3, 3};

@@ -333,6 +333,19 @@ TEST_F(CudaBatchNorm, Backward) {
     expect_view_close(dx, dxl, kRounding, "dx" + tag);
     expect_close(dgamma, kRounding, "dgamma" + tag);
     expect_close(dbeta, kRounding, "dbeta" + tag);
+
+    // Fused with the ReLU (the mask recomputed from x): beta spread so that the ReLU cuts.
+    Pair beta(*cpu, *gpu, random_vector(size_t(C), seed + 4, -1.0f, 1.0f));
+    Pair rdx = acc ? Pair(*cpu, *gpu, random_vector(dxl.buffer_size(), seed + 5))
+                   : Pair(*cpu, *gpu, dxl.buffer_size());
+    Pair rdgamma(*cpu, *gpu, size_t(C)), rdbeta(*cpu, *gpu, size_t(C));
+    cpu->batchnorm_relu_backward(rdx.cpu_view(dxl), mode, rdgamma.cpu.data(), rdbeta.cpu.data(), dy.cpu_view(dyl),
+                                 x.cpu_view(xl), gamma.cpu.data(), beta.cpu.data(), mean.cpu.data(), invstd.cpu.data());
+    gpu->batchnorm_relu_backward(rdx.gpu_view(dxl), mode, rdgamma.gpu.data(), rdbeta.gpu.data(), dy.gpu_view(dyl),
+                                 x.gpu_view(xl), gamma.gpu.data(), beta.gpu.data(), mean.gpu.data(), invstd.gpu.data());
+    expect_view_close(rdx, dxl, kRounding, "fused ReLU dx" + tag);
+    expect_close(rdgamma, kRounding, "fused ReLU dgamma" + tag);
+    expect_close(rdbeta, kRounding, "fused ReLU dbeta" + tag);
   }
 }
 

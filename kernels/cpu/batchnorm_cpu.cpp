@@ -66,23 +66,32 @@ void batchnorm_apply(const View<T>& y, const View<T>& x, const T* gamma, const T
     }
 }
 
-template <typename T>
-void batchnorm_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy,
-                        const View<T>& x, const T* gamma, const T* mean, const T* invstd) {
+// The backward of batchnorm_apply; with Relu (fused ReLU), dy is the gradient w.r.t. the ReLU output
+// and counts only where the apply's output was positive, recomputed from x with the apply's float
+// arithmetic (so the mask is the forward's exactly): one pass over the tensor fewer than
+// relu_backward followed by the plain backward.
+template <typename T, bool Relu>
+void batchnorm_backward_impl(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy,
+                             const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd) {
   if (dy.shape != x.shape || dx.shape != x.shape)
     CXR_FAIL("batchnorm_backward: dx ", dx.shape.str(), ", dy ", dy.shape.str(), ", x ", x.shape.str());
   const int64_t N = x.n(), C = x.c(), HW = x.h() * x.w();
   const double count = double(N * HW);
+  const bool acc = mode == GradMode::Accumulate;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
     const double m = double(mean[c]), is = double(invstd[c]);
+    T scale = T(0), shift = T(0);
+    if constexpr (Relu) scale = gamma[c] * invstd[c], shift = beta[c] - mean[c] * scale;
     double sdy = 0, sdyx = 0;
     for (int64_t n = 0; n < N; ++n) {
       const T *g = dy.plane(n, c), *p = x.plane(n, c);
 #pragma omp simd reduction(+ : sdy, sdyx)
       for (int64_t i = 0; i < HW; ++i) {
-        sdy += double(g[i]);
-        sdyx += double(g[i]) * (double(p[i]) - m) * is;
+        T gi = g[i];
+        if constexpr (Relu) gi = p[i] * scale + shift > T(0) ? gi : T(0);
+        sdy += double(gi);
+        sdyx += double(gi) * (double(p[i]) - m) * is;
       }
     }
     dgamma[c] = T(sdyx);
@@ -91,12 +100,27 @@ void batchnorm_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, c
     for (int64_t n = 0; n < N; ++n) {
       const T *g = dy.plane(n, c), *p = x.plane(n, c);
       T* d = dx.plane(n, c);
+#pragma omp simd
       for (int64_t i = 0; i < HW; ++i) {
-        const T v = T(k * (double(g[i]) - mdy - (double(p[i]) - m) * is * mdyx));
-        d[i] = mode == GradMode::Accumulate ? d[i] + v : v;
+        T gi = g[i];
+        if constexpr (Relu) gi = p[i] * scale + shift > T(0) ? gi : T(0);
+        const T v = T(k * (double(gi) - mdy - (double(p[i]) - m) * is * mdyx));
+        d[i] = acc ? d[i] + v : v;
       }
     }
   }
+}
+
+template <typename T>
+void batchnorm_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy,
+                        const View<T>& x, const T* gamma, const T* mean, const T* invstd) {
+  batchnorm_backward_impl<T, false>(dx, mode, dgamma, dbeta, dy, x, gamma, nullptr, mean, invstd);
+}
+
+template <typename T>
+void batchnorm_relu_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy,
+                             const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd) {
+  batchnorm_backward_impl<T, true>(dx, mode, dgamma, dbeta, dy, x, gamma, beta, mean, invstd);
 }
 
 #define CXR_INSTANTIATE(T)                                                                                   \
@@ -104,7 +128,9 @@ void batchnorm_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, c
   template void batchnorm_running_update<T>(T*, T*, const T*, const T*, int64_t, double, double, double);    \
   template void batchnorm_apply<T>(const View<T>&, const View<T>&, const T*, const T*, const T*, const T*, bool); \
   template void batchnorm_backward<T>(const View<T>&, GradMode, T*, T*, const View<T>&, const View<T>&,     \
-                                      const T*, const T*, const T*);
+                                      const T*, const T*, const T*);                                        \
+  template void batchnorm_relu_backward<T>(const View<T>&, GradMode, T*, T*, const View<T>&, const View<T>&, \
+                                           const T*, const T*, const T*, const T*);
 CXR_INSTANTIATE(float)
 CXR_INSTANTIATE(double)
 #undef CXR_INSTANTIATE

@@ -117,6 +117,11 @@ void CpuBackend::batchnorm_backward(const Tensor& dx, GradMode mode, float* dgam
                                     const float* invstd) {
   cpu::batchnorm_backward(view(dx), mode, dgamma, dbeta, view(dy), view(x), gamma, mean, invstd);
 }
+void CpuBackend::batchnorm_relu_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta,
+                                         const Tensor& dy, const Tensor& x, const float* gamma, const float* beta,
+                                         const float* mean, const float* invstd) {
+  cpu::batchnorm_relu_backward(view(dx), mode, dgamma, dbeta, view(dy), view(x), gamma, beta, mean, invstd);
+}
 
 void CpuBackend::relu_forward(const Tensor& y, const Tensor& x) { cpu::relu_forward(view(y), view(x)); }
 void CpuBackend::relu_backward(const Tensor& dx, const Tensor& dy, const Tensor& y) {

@@ -44,6 +44,7 @@ template <typename T> void batchnorm_running_update(T* running_mean, T* running_
 template <typename T> void batchnorm_stats(T* mean, T* invstd, T* running_mean, T* running_var, const View<T>& x, double eps, double momentum, double var_correction);
 template <typename T> void batchnorm_apply(const View<T>& y, const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd, bool relu);
 template <typename T> void batchnorm_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy, const View<T>& x, const T* gamma, const T* mean, const T* invstd);
+template <typename T> void batchnorm_relu_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy, const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd);
 
 template <typename T> void relu_forward(const View<T>& y, const View<T>& x);
 template <typename T> void relu_backward(const View<T>& dx, const View<T>& dy, const View<T>& y);

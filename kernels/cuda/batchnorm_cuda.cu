@@ -83,19 +83,28 @@ __global__ void bn_apply_kernel(View y, View x, const float* gamma, const float*
 
 // Per channel: dgamma = sum dy*xhat, dbeta = sum dy (both =), then
 // dx (=|+=) gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)). The block finishes its channel's
-// sums before it writes dx, so dx may alias dy.
+// sums before it writes dx, so dx may alias dy. Relu: dy counts only where bn_apply_kernel's output
+// was positive, recomputed from x with its arithmetic (the same _rn operations).
+template <bool Relu>
 __global__ void __launch_bounds__(kReduceThreads)
     bn_backward_kernel(View dx, bool accumulate, float* dgamma, float* dbeta, View dy, View x,
-                       const float* gamma, const float* mean, const float* invstd) {
+                       const float* gamma, const float* beta, const float* mean, const float* invstd) {
   const int64_t per_channel = x.n * x.hw;
   const double count = double(per_channel);
   for (int64_t c = blockIdx.x; c < x.c; c += gridDim.x) {
     const double m = mean[c], is = invstd[c];
+    float scale = 0.0f, shift = 0.0f;
+    if (Relu) {
+      scale = __fmul_rn(gamma[c], invstd[c]);
+      shift = __fsub_rn(beta[c], __fmul_rn(mean[c], scale));
+    }
     double sdy = 0, sdyx = 0;
     for (int64_t j = threadIdx.x; j < per_channel; j += blockDim.x) {
-      const double g = dy.data[dy.channel_offset(c, j)];
+      const float p = x.data[x.channel_offset(c, j)];
+      float g = dy.data[dy.channel_offset(c, j)];
+      if (Relu && !(__fadd_rn(__fmul_rn(p, scale), shift) > 0.0f)) g = 0.0f;
       sdy += g;
-      sdyx += g * (double(x.data[x.channel_offset(c, j)]) - m) * is;
+      sdyx += double(g) * (double(p) - m) * is;
     }
     sdy = cuda::block_sum(sdy);
     sdyx = cuda::block_sum(sdyx);
@@ -105,9 +114,10 @@ __global__ void __launch_bounds__(kReduceThreads)
     }
     const double mdy = sdy / count, mdyx = sdyx / count, k = double(gamma[c]) * is;
     for (int64_t j = threadIdx.x; j < per_channel; j += blockDim.x) {
-      const double g = dy.data[dy.channel_offset(c, j)];
-      const double p = x.data[x.channel_offset(c, j)];
-      const float v = float(k * (g - mdy - (p - m) * is * mdyx));
+      const float p = x.data[x.channel_offset(c, j)];
+      float g = dy.data[dy.channel_offset(c, j)];
+      if (Relu && !(__fadd_rn(__fmul_rn(p, scale), shift) > 0.0f)) g = 0.0f;
+      const float v = float(k * (double(g) - mdy - (double(p) - m) * is * mdyx));
       float& d = dx.data[dx.channel_offset(c, j)];
       d = accumulate ? d + v : v;
     }
@@ -160,6 +170,19 @@ void CudaBackend::batchnorm_apply(const Tensor& y, const Tensor& x, const float*
 void CudaBackend::batchnorm_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta,
                                      const Tensor& dy, const Tensor& x, const float* gamma, const float* mean,
                                      const float* invstd) {
+  bn_backward(dx, mode, dgamma, dbeta, dy, x, gamma, nullptr, mean, invstd);
+}
+
+void CudaBackend::batchnorm_relu_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta,
+                                          const Tensor& dy, const Tensor& x, const float* gamma, const float* beta,
+                                          const float* mean, const float* invstd) {
+  CXR_CHECK(beta != nullptr, "batchnorm_relu_backward needs beta for the ReLU mask");
+  bn_backward(dx, mode, dgamma, dbeta, dy, x, gamma, beta, mean, invstd);
+}
+
+void CudaBackend::bn_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta, const Tensor& dy,
+                              const Tensor& x, const float* gamma, const float* relu_beta, const float* mean,
+                              const float* invstd) {
   check_same_shape(dy, x, "batchnorm_backward (dy vs x)");
   check_same_shape(dx, x, "batchnorm_backward (dx vs x)");
   for (const Tensor* t : {&dx, &dy, &x}) {
@@ -168,9 +191,14 @@ void CudaBackend::batchnorm_backward(const Tensor& dx, GradMode mode, float* dga
   }
   CXR_CHECK(x.n() * x.h() * x.w() > 0, "batchnorm_backward over an empty batch ", x.shape.str());
   if (x.c() == 0) return;
-  bn_backward_kernel<<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(
-      cuda::view_of(dx), mode == GradMode::Accumulate, dgamma, dbeta, cuda::view_of(dy), cuda::view_of(x),
-      gamma, mean, invstd);
+  if (relu_beta)
+    bn_backward_kernel<true><<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(
+        cuda::view_of(dx), mode == GradMode::Accumulate, dgamma, dbeta, cuda::view_of(dy), cuda::view_of(x),
+        gamma, relu_beta, mean, invstd);
+  else
+    bn_backward_kernel<false><<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(
+        cuda::view_of(dx), mode == GradMode::Accumulate, dgamma, dbeta, cuda::view_of(dy), cuda::view_of(x),
+        gamma, nullptr, mean, invstd);
   CXR_CUDA_CHECK_LAUNCH();
 }
 

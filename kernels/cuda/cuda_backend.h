@@ -66,6 +66,9 @@ class CudaBackend final : public Backend {
   void batchnorm_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta, const Tensor& dy,
                           const Tensor& x, const float* gamma, const float* mean,
                           const float* invstd) override;
+  void batchnorm_relu_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta, const Tensor& dy,
+                               const Tensor& x, const float* gamma, const float* beta, const float* mean,
+                               const float* invstd) override;
 
   void relu_forward(const Tensor& y, const Tensor& x) override;
   void relu_backward(const Tensor& dx, const Tensor& dy, const Tensor& y) override;
@@ -95,6 +98,9 @@ class CudaBackend final : public Backend {
   static constexpr size_t kConvWorkspaceLimit = size_t(512) << 20;
 
  private:
+  // batchnorm_backward, with the ReLU mask recomputed from x when relu_beta is given.
+  void bn_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta, const Tensor& dy, const Tensor& x,
+                   const float* gamma, const float* relu_beta, const float* mean, const float* invstd);
   // The cached plan for these views, built (descriptors + heuristics) on first use.
   cuda::ConvPlan& conv_plan(const cuda::ConvKey& key);
 
