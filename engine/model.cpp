@@ -151,7 +151,6 @@ void DenseNet::build() {
   features_c_ = C;
   feat_shape_ = Shape{N, C, H, W};
   bn_final_.init_shared(table_, "bn", C, blocks_.back().stats, C);
-  final_fresh_from_ = C - cfg_.growth;
   features_ = add("features (final BN-ReLU)", MemCategory::Activations, feat_shape_);
   grow(scratch_.wide2, feat_shape_);
   info_.push_back({"bn", "bn + relu", {1, C, H, W}, 2 * C});
@@ -226,7 +225,7 @@ void DenseNet::forward(bool training) {
     }
   }
   const Tensor last = buffer(blocks_.back().buffer, blocks_.back().shape);
-  bn_final_.forward(s, features(), last, true, final_fresh_from_);
+  bn_final_.forward(s, features(), last, true, /*fresh_from=*/features_c_ - cfg_.growth);
   const Tensor pooled = buffer(pooled_, Shape{n_, features_c_, 1, 1});
   be_.global_avgpool_forward(pooled, features());
   be_.dense_forward(logits(), pooled.data, s.param(dense_), s.param(dense_ + 1), n_, features_c_, cfg_.classes);

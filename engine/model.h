@@ -114,7 +114,6 @@ class DenseNet {
   Scratch scratch_;
   int dense_ = -1;
   int64_t features_c_ = 0;
-  int64_t final_fresh_from_ = 0;  // the final BN's first channel without statistics yet
   Shape stem_shape_, feat_shape_;
   MemoryPlan::Id params_{}, grads_{}, state_{}, input_{}, labels_{}, wpos_{}, wneg_{}, loss_{},
       logits_{}, dlogits_{}, pooled_{}, dpooled_{}, dhead_{}, adam_m_{}, adam_v_{}, stem_out_{}, features_{}, workspace_{};

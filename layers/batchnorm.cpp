@@ -7,7 +7,6 @@ void BatchNorm::init(ParamTable& table, MemoryPlan& plan, const std::string& nam
   channels = c;
   stats = plan.add_floats(name + " batch statistics", MemCategory::BnState, 2 * c);
   stride = c;
-  shared = false;
 }
 
 void BatchNorm::init_shared(ParamTable& table, const std::string& name, int64_t c, MemoryPlan::Id block_stats,
@@ -17,7 +16,6 @@ void BatchNorm::init_shared(ParamTable& table, const std::string& name, int64_t 
   channels = c;
   stats = block_stats;
   stride = block_c;
-  shared = true;
 }
 
 void BatchNorm::forward(const StepContext& s, const Tensor& y, const Tensor& x, bool relu, int64_t fresh_from) const {
@@ -28,7 +26,7 @@ void BatchNorm::forward(const StepContext& s, const Tensor& y, const Tensor& x, 
   if (s.training) {
     const double n = double(x.n() * x.h() * x.w());
     const double correction = n > 1 ? n / (n - 1) : 1.0;  // Note [BN running variance]
-    if (!shared || fresh_from == 0) {
+    if (fresh_from == 0) {
       s.be.batchnorm_stats(mean(s), invstd(s), rm, rv, x, kEpsilon, s.bn_momentum, correction);
     } else {  // Note [BN statistics once per channel]
       if (fresh_from < channels)

@@ -29,15 +29,15 @@ struct BatchNorm {
   int64_t channels = 0;
   MemoryPlan::Id stats = 0;  // mean of channel c at [c], its invstd at [stride + c]
   int64_t stride = 0;        // channels, or the block's width when shared
-  bool shared = false;
 
   void init(ParamTable& table, MemoryPlan& plan, const std::string& name, int64_t c);
   // A BN over channels [0, c) of a block whose statistics buffer (2 rows of block_c) it shares.
   void init_shared(ParamTable& table, const std::string& name, int64_t c, MemoryPlan::Id block_stats,
                    int64_t block_c);
   // y = bn(x) (+ReLU). Training: batch statistics, saved, and the running update; inference:
-  // running statistics. y may alias x. With shared statistics, a training forward computes only
-  // channels [fresh_from, C) and trusts the buffer for the rest (Note [BN statistics once per channel]).
+  // running statistics. y may alias x. fresh_from > 0 (shared statistics only): a training forward
+  // computes channels [fresh_from, C) and trusts the buffer for the rest (Note [BN statistics once
+  // per channel]).
   void forward(const StepContext& s, const Tensor& y, const Tensor& x, bool relu, int64_t fresh_from = 0) const;
   // y = bn(x) (+ReLU) with the statistics saved by the last forward.
   void recompute(const StepContext& s, const Tensor& y, const Tensor& x, bool relu) const;

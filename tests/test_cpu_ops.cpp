@@ -176,37 +176,49 @@ TEST(CpuConvViews, ChannelSlicesOfABlockBufferMatchPackedTensors) {
 
 // ---- batch normalisation -------------------------------------------------------------------
 
-TEST(CpuBatchNorm, TrainingBackwardMatchesFiniteDifferences) {
-  const uint64_t seed = test::fresh_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  // A strided view: channels [1, 4) of a (3, 5, 4, 3) buffer.
+// BN over channels [1, 4) of a (3, 5, 4, 3) buffer (a strided view), in double, with
+// loss = <r, bn(x)> (or <r, relu(bn(x))>) computed from fresh batch statistics.
+struct BnCase {
+  static constexpr int64_t C = 3, HW = 12;
   const Shape full{3, 5, 4, 3};
-  const int64_t C = 3;
-  Vec buf = random_doubles(size_t(full.numel()), rng, -2, 3);
-  Vec gamma = random_doubles(C, rng, 0.5, 1.5), beta = random_doubles(C, rng);
-  Vec ybuf(size_t(full.numel())), mean(C), invstd(C);
-  const View<double> xv = View<double>(buf.data(), full).channels(1, 4), yv = View<double>(ybuf.data(), full).channels(1, 4);
-  const Vec r = random_doubles(size_t(full.numel()), rng);
-  auto loss = [&] {
+  std::mt19937_64 rng;
+  Vec buf, gamma, beta, ybuf, mean = Vec(C), invstd = Vec(C), r;
+  View<double> xv, yv;
+  explicit BnCase(uint64_t seed) : rng(seed) {
+    buf = random_doubles(size_t(full.numel()), rng, -2, 3);
+    gamma = random_doubles(C, rng, 0.5, 1.5);
+    beta = random_doubles(C, rng, -0.5, 0.5);
+    ybuf.assign(size_t(full.numel()), 0.0);
+    r = random_doubles(size_t(full.numel()), rng);
+    xv = View<double>(buf.data(), full).channels(1, 4);
+    yv = View<double>(ybuf.data(), full).channels(1, 4);
+  }
+  double loss(bool relu) {
     cpu::batchnorm_stats<double>(mean.data(), invstd.data(), nullptr, nullptr, xv, 1e-3, 0.99, 1.0);
-    cpu::batchnorm_apply(yv, xv, gamma.data(), beta.data(), mean.data(), invstd.data(), false);
+    cpu::batchnorm_apply(yv, xv, gamma.data(), beta.data(), mean.data(), invstd.data(), relu);
     double s = 0;
     for (int64_t n = 0; n < 3; ++n)
       for (int64_t c = 0; c < C; ++c)
-        for (int64_t i = 0; i < 12; ++i) s += r[size_t((n * C + c) * 12 + i)] * yv.plane(n, c)[i];
+        for (int64_t i = 0; i < HW; ++i) s += r[size_t((n * C + c) * HW + i)] * yv.plane(n, c)[i];
     return s;
-  };
+  }
+  // d loss / d (BN or ReLU output), packed (N, C, H, W).
+  Vec dy() const { return Vec(r.begin(), r.begin() + long(3 * C * HW)); }
+  View<double> slice(Vec& v) const { return View<double>(v.data(), full).channels(1, 4); }
+};
+
+TEST(CpuBatchNorm, TrainingBackwardMatchesFiniteDifferences) {
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  BnCase t(seed);
+  auto loss = [&] { return t.loss(false); };
   loss();
-  Vec dy(size_t(3 * C * 12));
-  std::copy(r.begin(), r.begin() + long(dy.size()), dy.begin());
-  Vec dxbuf(size_t(full.numel()), 0.0), dgamma(C), dbeta(C);
-  const View<double> dxv = View<double>(dxbuf.data(), full).channels(1, 4);
-  cpu::batchnorm_backward(dxv, GradMode::Overwrite, dgamma.data(), dbeta.data(), View<double>(dy.data(), xv.shape), xv,
-                          gamma.data(), mean.data(), invstd.data());
-  check_gradient(buf, dxbuf, loss, "bn dx");  // untouched channels: gradient 0 both ways
-  check_gradient(gamma, dgamma, loss, "bn dgamma");
-  check_gradient(beta, dbeta, loss, "bn dbeta");
+  Vec dy = t.dy(), dxbuf(t.buf.size(), 0.0), dgamma(BnCase::C), dbeta(BnCase::C);
+  cpu::batchnorm_backward(t.slice(dxbuf), GradMode::Overwrite, dgamma.data(), dbeta.data(),
+                          View<double>(dy.data(), t.xv.shape), t.xv, t.gamma.data(), t.mean.data(), t.invstd.data());
+  check_gradient(t.buf, dxbuf, loss, "bn dx");  // untouched channels: gradient 0 both ways
+  check_gradient(t.gamma, dgamma, loss, "bn dgamma");
+  check_gradient(t.beta, dbeta, loss, "bn dbeta");
 }
 
 TEST(CpuBatchNorm, FusedReluBackwardMatchesFiniteDifferences) {
@@ -214,45 +226,27 @@ TEST(CpuBatchNorm, FusedReluBackwardMatchesFiniteDifferences) {
   // mask from x. Kinks (outputs within h of 0) are skipped by check_gradient.
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  const Shape full{3, 5, 4, 3};
-  const int64_t C = 3;
-  Vec buf = random_doubles(size_t(full.numel()), rng, -2, 3);
-  Vec gamma = random_doubles(C, rng, 0.5, 1.5), beta = random_doubles(C, rng, -0.5, 0.5);
-  Vec ybuf(size_t(full.numel())), mean(C), invstd(C);
-  const View<double> xv = View<double>(buf.data(), full).channels(1, 4), yv = View<double>(ybuf.data(), full).channels(1, 4);
-  const Vec r = random_doubles(size_t(full.numel()), rng);
-  auto loss = [&] {
-    cpu::batchnorm_stats<double>(mean.data(), invstd.data(), nullptr, nullptr, xv, 1e-3, 0.99, 1.0);
-    cpu::batchnorm_apply(yv, xv, gamma.data(), beta.data(), mean.data(), invstd.data(), true);
-    double s = 0;
-    for (int64_t n = 0; n < 3; ++n)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t i = 0; i < 12; ++i) s += r[size_t((n * C + c) * 12 + i)] * yv.plane(n, c)[i];
-    return s;
-  };
+  BnCase t(seed);
+  auto loss = [&] { return t.loss(true); };
   loss();
   size_t cut = 0;
   for (int64_t n = 0; n < 3; ++n)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t i = 0; i < 12; ++i) cut += yv.plane(n, c)[i] == 0.0;
+    for (int64_t c = 0; c < BnCase::C; ++c)
+      for (int64_t i = 0; i < BnCase::HW; ++i) cut += t.yv.plane(n, c)[i] == 0.0;
   ASSERT_GT(cut, 5u) << "the ReLU must cut somewhere for the mask to be tested";
-  Vec dy(size_t(3 * C * 12));
-  std::copy(r.begin(), r.begin() + long(dy.size()), dy.begin());
-  Vec dxbuf(size_t(full.numel()), 0.0), dgamma(C), dbeta(C);
-  const View<double> dxv = View<double>(dxbuf.data(), full).channels(1, 4);
-  cpu::batchnorm_relu_backward(dxv, GradMode::Overwrite, dgamma.data(), dbeta.data(), View<double>(dy.data(), xv.shape),
-                               xv, gamma.data(), beta.data(), mean.data(), invstd.data());
-  check_gradient(buf, dxbuf, loss, "bn-relu dx");
-  check_gradient(gamma, dgamma, loss, "bn-relu dgamma");
-  check_gradient(beta, dbeta, loss, "bn-relu dbeta");
+  Vec dy = t.dy(), dxbuf(t.buf.size(), 0.0), dgamma(BnCase::C), dbeta(BnCase::C);
+  const View<double> dyv(dy.data(), t.xv.shape);
+  cpu::batchnorm_relu_backward(t.slice(dxbuf), GradMode::Overwrite, dgamma.data(), dbeta.data(), dyv, t.xv,
+                               t.gamma.data(), t.beta.data(), t.mean.data(), t.invstd.data());
+  check_gradient(t.buf, dxbuf, loss, "bn-relu dx");
+  check_gradient(t.gamma, dgamma, loss, "bn-relu dgamma");
+  check_gradient(t.beta, dbeta, loss, "bn-relu dbeta");
   // Equal to relu_backward on the kept output followed by the plain backward (the same doubles in
   // the same order: exact).
-  Vec masked = dy, dx2buf(size_t(full.numel()), 0.0), dgamma2(C), dbeta2(C);
-  cpu::relu_backward(View<double>(masked.data(), xv.shape), View<double>(masked.data(), xv.shape), yv);
-  cpu::batchnorm_backward(View<double>(dx2buf.data(), full).channels(1, 4), GradMode::Overwrite, dgamma2.data(),
-                          dbeta2.data(), View<double>(masked.data(), xv.shape), xv, gamma.data(), mean.data(),
-                          invstd.data());
+  Vec dx2buf(t.buf.size(), 0.0), dgamma2(BnCase::C), dbeta2(BnCase::C);
+  cpu::relu_backward(dyv, dyv, t.yv);
+  cpu::batchnorm_backward(t.slice(dx2buf), GradMode::Overwrite, dgamma2.data(), dbeta2.data(), dyv, t.xv,
+                          t.gamma.data(), t.mean.data(), t.invstd.data());
   EXPECT_EQ(dxbuf, dx2buf);
   EXPECT_EQ(dgamma, dgamma2);
   EXPECT_EQ(dbeta, dbeta2);

@@ -35,28 +35,19 @@ void run_plan(const PlanOptions& o) {
   // Largest batch within the budget: under "auto" the most frugal policy's (auto switches to it).
   int64_t max_batch = -1;
   if (o.inference) {
-    if (budget > 0) {
-      int64_t lo = 0, hi = 1;  // the plan grows monotonically with the batch: double, then bisect
-      while (hi <= (int64_t(1) << 20) && inference_plan_bytes(*be, o, hi) <= budget) lo = hi, hi *= 2;
-      while (hi - lo > 1) {
-        const int64_t mid = (lo + hi) / 2;
-        (inference_plan_bytes(*be, o, mid) <= budget ? lo : hi) = mid;
-      }
-      max_batch = lo;
-    }
+    if (budget > 0)
+      max_batch = app::largest_batch([&](int64_t n) { return inference_plan_bytes(*be, o, n); }, budget);
   } else {
     DenseNetConfig frugal = cfg;
     frugal.recompute_bottleneck = o.memory.recompute != "bn-relu";
     if (budget > 0) max_batch = app::max_training_batch(*be, frugal, o.size, o.size, budget);
-    // The plan shown: the policy asked for, or under "auto" the fastest that fits (the most frugal
-    // when none does: the plan then says by how much it is over).
-    if (o.memory.recompute == "auto") {
-      const auto fitted = budget > 0 ? fit_to_budget(*be, cfg, o.batch, o.size, o.size, budget) : std::nullopt;
-      cfg = fitted ? *fitted : frugal;
-      if (budget == 0) cfg.recompute_bottleneck = false;  // no budget to fit: the fastest
-    } else {
-      cfg.recompute_bottleneck = o.memory.recompute == "bn-relu+bottleneck";
-    }
+    // The plan shown: the policy asked for, or under "auto" the fastest that fits the budget (the
+    // most frugal when none does: the plan then says by how much it is over; with no budget known,
+    // the fastest).
+    if (o.memory.recompute != "auto")
+      cfg = frugal;
+    else if (budget > 0)
+      cfg = fit_to_budget(*be, cfg, o.batch, o.size, o.size, budget).value_or(frugal);
   }
   DenseNet net(*be, cfg, o.batch, o.size, o.size, !o.inference, /*allocate=*/false);
   const MemoryPlan& plan = net.plan();

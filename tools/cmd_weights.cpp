@@ -4,7 +4,6 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "engine/error.h"
 #include "io/checkpoint.h"
@@ -14,14 +13,6 @@
 namespace cxr::cli {
 
 namespace {
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << "]";
-  return os.str();
-}
 
 struct Counts {
   int64_t trainable = 0, statistics = 0;
@@ -72,7 +63,7 @@ void run_inspect(const std::string& path, bool json) {
   }
   std::printf("%-30s %-16s %-18s %-8s %s\n", "layer", "weight", "shape", "dtype", "dataset");
   for (const auto& t : wf.tensors)
-    std::printf("%-30s %-16s %-18s %-8s %s\n", t.layer.c_str(), t.weight.c_str(), shape_str(t.shape).c_str(),
+    std::printf("%-30s %-16s %-18s %-8s %s\n", t.layer.c_str(), t.weight.c_str(), io::shape_str(t.shape).c_str(),
                 t.dtype.c_str(), t.path.c_str());
   std::printf("\nfile      %s\n", path.c_str());
   std::printf("format    %s (%s)%s%s\n", io::format_name(wf.format), io::format_description(wf.format),

@@ -17,15 +17,18 @@ size_t memory_budget_bytes(Backend& be, const MemoryPolicyOptions& o) {
   return o.budget.empty() ? be.memory_capacity_bytes() : parse_bytes(o.budget);
 }
 
-int64_t max_training_batch(Backend& be, const DenseNetConfig& cfg, int64_t height, int64_t width, size_t budget) {
-  // The plan grows monotonically with the batch: double, then bisect.
-  int64_t lo = 0, hi = 1;
-  while (hi <= (int64_t(1) << 20) && training_plan_bytes(be, cfg, hi, height, width) <= budget) lo = hi, hi *= 2;
+int64_t largest_batch(const std::function<size_t(int64_t)>& plan_bytes, size_t budget) {
+  int64_t lo = 0, hi = 1;  // double, then bisect
+  while (hi <= (int64_t(1) << 20) && plan_bytes(hi) <= budget) lo = hi, hi *= 2;
   while (hi - lo > 1) {
     const int64_t mid = (lo + hi) / 2;
-    (training_plan_bytes(be, cfg, mid, height, width) <= budget ? lo : hi) = mid;
+    (plan_bytes(mid) <= budget ? lo : hi) = mid;
   }
   return lo;
+}
+
+int64_t max_training_batch(Backend& be, const DenseNetConfig& cfg, int64_t height, int64_t width, size_t budget) {
+  return largest_batch([&](int64_t n) { return training_plan_bytes(be, cfg, n, height, width); }, budget);
 }
 
 DenseNetConfig apply_memory_policy(Backend& be, DenseNetConfig cfg, int64_t batch, int64_t height, int64_t width,

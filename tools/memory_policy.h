@@ -3,6 +3,7 @@
 // by hand or, with "auto", the fastest policy whose memory plan fits the budget.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <string>
 
 #include "engine/model.h"
@@ -26,7 +27,10 @@ size_t memory_budget_bytes(Backend& be, const MemoryPolicyOptions& o);
 DenseNetConfig apply_memory_policy(Backend& be, DenseNetConfig cfg, int64_t batch, int64_t height, int64_t width,
                                    const MemoryPolicyOptions& o);
 
-// The largest training batch (at most 2^20) whose plan under cfg fits the budget; 0 if none.
+// The largest batch (at most 2^20) whose plan fits the budget, given the plan's bytes as a function
+// of the batch (it grows monotonically with it); 0 if none.
+int64_t largest_batch(const std::function<size_t(int64_t)>& plan_bytes, size_t budget);
+// largest_batch for a training step under cfg.
 int64_t max_training_batch(Backend& be, const DenseNetConfig& cfg, int64_t height, int64_t width, size_t budget);
 
 }  // namespace cxr::app
