@@ -61,7 +61,23 @@ Handle new_attr(hid_t obj, const std::string& name, hid_t type, hid_t space) {
   return a;
 }
 
-std::vector<std::string> read_strings(hid_t a, hid_t type, hid_t space, const std::string& what) {
+herr_t read_into(hid_t obj, hid_t memtype, void* buf) {
+  return H5Iget_type(obj) == H5I_ATTR ? H5Aread(obj, memtype, buf)
+                                      : H5Dread(obj, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+}
+
+// One fixed-length slot cut by the file's padding (Note [HDF5 strings as writers store them]).
+std::string cut_slot(const char* slot, size_t size, H5T_str_t pad) {
+  if (pad == H5T_STR_SPACEPAD) {
+    size_t n = size;
+    while (n > 0 && (slot[n - 1] == ' ' || slot[n - 1] == '\0')) --n;
+    return std::string(slot, n);
+  }
+  return std::string(slot, strnlen(slot, size));  // NULLTERM, NULLPAD: a full slot has no NUL
+}
+
+// obj: an attribute or a dataset of class H5T_STRING.
+std::vector<std::string> read_strings(hid_t obj, hid_t type, hid_t space, const std::string& what) {
   const hssize_t n = H5Sget_simple_extent_npoints(space);
   std::vector<std::string> out;
   if (n <= 0) return out;
@@ -69,26 +85,28 @@ std::vector<std::string> read_strings(hid_t a, hid_t type, hid_t space, const st
     Handle mt = string_type(true);
     H5Tset_cset(mt, H5Tget_cset(type));
     std::vector<char*> p(size_t(n), nullptr);
-    const herr_t st = H5Iget_type(a) == H5I_ATTR ? H5Aread(a, mt, p.data())
-                                                  : H5Dread(a, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.data());
-    if (st < 0) CXR_FAIL("cannot read strings of ", what, ": ", last_error());
+    if (read_into(obj, mt, p.data()) < 0) CXR_FAIL("cannot read strings of ", what, ": ", last_error());
     for (char* s : p) out.emplace_back(s ? s : "");
     H5Dvlen_reclaim(mt, space, H5P_DEFAULT, p.data());
     return out;
   }
+  // The file's own type as the memory type: the slots arrive unconverted.
   const size_t size = H5Tget_size(type);
-  Handle mt = string_type(false, size);
-  H5Tset_cset(mt, H5Tget_cset(type));
-  std::vector<char> buf(size * size_t(n) + 1, '\0');
-  const herr_t st = H5Iget_type(a) == H5I_ATTR ? H5Aread(a, mt, buf.data())
-                                                : H5Dread(a, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data());
-  if (st < 0) CXR_FAIL("cannot read strings of ", what, ": ", last_error());
-  for (hssize_t i = 0; i < n; ++i) {
-    const char* s = buf.data() + size_t(i) * size;
-    out.emplace_back(s, strnlen(s, size));
-    while (!out.back().empty() && out.back().back() == ' ') out.back().pop_back();  // space-padded
-  }
+  Handle mt(H5Tcopy(type), H5Tclose);
+  std::vector<char> buf(size * size_t(n));
+  if (read_into(obj, mt, buf.data()) < 0) CXR_FAIL("cannot read strings of ", what, ": ", last_error());
+  const H5T_str_t pad = H5Tget_strpad(type);
+  for (hssize_t i = 0; i < n; ++i) out.push_back(cut_slot(buf.data() + size_t(i) * size, size, pad));
   return out;
+}
+
+StringLayout layout_of(hid_t type) {
+  StringLayout l;
+  l.variable = H5Tis_variable_str(type) > 0;
+  l.size = l.variable ? 0 : H5Tget_size(type);
+  l.pad = H5Tget_strpad(type);
+  l.cset = H5Tget_cset(type);
+  return l;
 }
 
 }  // namespace
@@ -215,6 +233,29 @@ std::string read_string_attr(hid_t obj, const std::string& name) {
   const auto v = read_strings_attr(obj, name);
   if (v.size() != 1) CXR_FAIL("attribute '", name, "': expected one string, found ", v.size());
   return v[0];
+}
+
+std::vector<std::string> read_strings_dataset(hid_t loc, const std::string& path) {
+  Handle d = open_dataset(loc, path);
+  Handle type(H5Dget_type(d), H5Tclose), space(H5Dget_space(d), H5Sclose);
+  if (H5Tget_class(type) != H5T_STRING)
+    CXR_FAIL("dataset ", path, ": expected strings, found ", dtype_name(type));
+  return read_strings(d, type, space, "dataset " + path);
+}
+
+std::optional<StringLayout> string_layout_attr(hid_t obj, const std::string& name) {
+  if (!has_attr(obj, name)) return std::nullopt;
+  Handle a = attr(obj, name);
+  Handle type(H5Aget_type(a), H5Tclose);
+  if (H5Tget_class(type) != H5T_STRING) return std::nullopt;
+  return layout_of(type);
+}
+
+std::string StringLayout::describe() const {
+  const char* cs = cset == H5T_CSET_UTF8 ? "UTF-8" : "ASCII";
+  if (variable) return std::string("variable-length ") + cs;
+  const char* p = pad == H5T_STR_NULLPAD ? "NULLPAD" : pad == H5T_STR_SPACEPAD ? "SPACEPAD" : "NULLTERM";
+  return "fixed-length " + std::to_string(size) + "-byte " + p + " " + cs;
 }
 
 namespace {
@@ -359,11 +400,7 @@ void write_string_dataset(hid_t loc, const std::string& path, const std::string&
 }
 
 std::string read_string_dataset(hid_t loc, const std::string& path) {
-  Handle d = open_dataset(loc, path);
-  Handle type(H5Dget_type(d), H5Tclose), space(H5Dget_space(d), H5Sclose);
-  if (H5Tget_class(type) != H5T_STRING)
-    CXR_FAIL("dataset ", path, ": expected a string, found ", dtype_name(type));
-  const auto v = read_strings(d, type, space, "dataset " + path);
+  const auto v = read_strings_dataset(loc, path);
   if (v.size() != 1) CXR_FAIL("dataset ", path, ": expected one string, found ", v.size());
   return v[0];
 }

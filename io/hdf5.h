@@ -8,6 +8,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,9 +38,9 @@ class Handle {
   bool valid() const { return id_ >= 0; }
   // Closes now and reports whether HDF5 succeeded (a file close flushes: its failure matters).
   bool close();
+  void reset();  // closes now, ignoring HDF5's verdict (destructors, abandoned handles)
 
  private:
-  void reset();
   hid_t id_ = H5I_INVALID_HID;
   Closer close_ = nullptr;
 };
@@ -76,10 +77,35 @@ bool has_attr(hid_t obj, const std::string& name);
 // Names of a group's members, in HDF5's name order.
 std::vector<std::string> members(hid_t loc, const std::string& path);
 
-// String attributes: variable- or fixed-length, scalar or 1-D. An attribute of another type with
-// zero elements (Keras writes an empty float64 array for a layer without weights) reads as {}.
+// Note [HDF5 strings as writers store them]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// h5py 3 and tf.keras store variable-length strings. h5py 2.x (Keras 2.0-2.2, so the official
+// Keras ImageNet files) stored numpy `S` arrays: fixed-length strings whose slot is as long as the
+// longest one, padded with NULs (H5T_STR_NULLPAD), so the longest name fills its slot with no
+// terminator. Converting such a string to HDF5's default NULLTERM memory type overwrites its last
+// byte with a terminator ("kernel:0" -> "kernel:"). The reader below therefore copies fixed-length
+// slots unconverted and cuts each by the file's own padding: NULLTERM and NULLPAD at the first NUL
+// (the whole slot when it has none), SPACEPAD after the last non-space. Bytes are kept as they are
+// (ASCII and UTF-8 alike).
+
+// How a string attribute or dataset is stored.
+struct StringLayout {
+  bool variable = false;  // variable-length; else fixed-length slots of `size` bytes
+  size_t size = 0;
+  H5T_str_t pad = H5T_STR_NULLTERM;
+  H5T_cset_t cset = H5T_CSET_ASCII;
+  std::string describe() const;  // "fixed-length 20-byte NULLPAD ASCII", "variable-length UTF-8"
+};
+// The layout of a string attribute; nullopt when it holds another type (or does not exist).
+std::optional<StringLayout> string_layout_attr(hid_t obj, const std::string& name);
+
+// The one string reader (Note [HDF5 strings as writers store them]): variable- or fixed-length,
+// any padding, ASCII or UTF-8, scalar or 1-D, from an attribute or a dataset. An attribute of
+// another type with zero elements (Keras writes an empty float64 array for a layer without
+// weights) reads as {}.
 std::vector<std::string> read_strings_attr(hid_t obj, const std::string& name);
 std::string read_string_attr(hid_t obj, const std::string& name);
+std::vector<std::string> read_strings_dataset(hid_t loc, const std::string& path);
 double read_double_attr(hid_t obj, const std::string& name);
 int64_t read_int_attr(hid_t obj, const std::string& name);
 std::vector<int64_t> read_ints_attr(hid_t obj, const std::string& name);

@@ -15,39 +15,12 @@
 #include <mutex>
 
 #include "engine/error.h"
+#include "io/hdf5.h"
 
 namespace cxr::io {
 namespace {
 
-// RAII for one HDF5 identifier.
-class Hid {
- public:
-  Hid() = default;
-  Hid(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  ~Hid() { reset(); }
-  Hid(Hid&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
-  Hid& operator=(Hid&& o) noexcept {
-    if (this != &o) {
-      reset();
-      id_ = o.id_, close_ = o.close_;
-      o.id_ = -1;
-    }
-    return *this;
-  }
-  Hid(const Hid&) = delete;
-  Hid& operator=(const Hid&) = delete;
-  void reset() {
-    if (id_ >= 0 && close_) close_(id_);
-    id_ = -1;
-  }
-  hid_t get() const { return id_; }
-  operator hid_t() const { return id_; }
-  bool valid() const { return id_ >= 0; }
-
- private:
-  hid_t id_ = -1;
-  herr_t (*close_)(hid_t) = nullptr;
-};
+using Hid = h5::Handle;
 
 Hid checked(hid_t id, herr_t (*close)(hid_t), const std::string& what, const std::string& file) {
   if (id < 0) throw Error(file + ": HDF5 error: " + what);
@@ -87,40 +60,13 @@ void write_strings(hid_t file, const char* name, const std::vector<std::string>&
   if (!v.empty()) check(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), std::string("write ") + name, path);
 }
 
-std::vector<std::string> unpack_strings(const std::vector<char>& buf, size_t len, size_t n) {
-  std::vector<std::string> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    const char* p = buf.data() + i * len;
-    out[i].assign(p, strnlen(p, len));
-  }
-  return out;
-}
-
+// Strings through the one reader (io/hdf5.h), with errors that name the file.
 std::vector<std::string> read_strings(hid_t obj, const char* name, bool attribute, const std::string& path) {
-  Hid o = attribute ? checked(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose, std::string("open attribute ") + name, path)
-                    : checked(H5Dopen2(obj, name, H5P_DEFAULT), H5Dclose, std::string("open ") + name, path);
-  Hid ftype(attribute ? H5Aget_type(o) : H5Dget_type(o), H5Tclose);
-  Hid sp(attribute ? H5Aget_space(o) : H5Dget_space(o), H5Sclose);
-  const hssize_t n = H5Sget_simple_extent_npoints(sp);
-  if (H5Tget_class(ftype) != H5T_STRING) throw Error(path + ": " + name + " is not a string dataset");
-  if (H5Tis_variable_str(ftype) > 0) {
-    std::vector<char*> ptrs(n, nullptr);
-    Hid mt(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(mt, H5T_VARIABLE);
-    check(attribute ? H5Aread(o, mt, ptrs.data()) : H5Dread(o, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()),
-          std::string("read ") + name, path);
-    std::vector<std::string> out(n);
-    for (hssize_t i = 0; i < n; ++i) out[i] = ptrs[i] ? ptrs[i] : "";
-    H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, ptrs.data());
-    return out;
+  try {
+    return attribute ? h5::read_strings_attr(obj, name) : h5::read_strings_dataset(obj, name);
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
   }
-  const size_t len = H5Tget_size(ftype);
-  std::vector<char> buf(static_cast<size_t>(n) * len + 1, 0);
-  Hid mt = string_type(len);
-  if (n > 0)
-    check(attribute ? H5Aread(o, mt, buf.data()) : H5Dread(o, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()),
-          std::string("read ") + name, path);
-  return unpack_strings(buf, len, static_cast<size_t>(n));
 }
 
 void write_string_attr(hid_t obj, const char* name, const std::string& value) {
