@@ -42,8 +42,8 @@ std::string name_list(const std::vector<std::string>& names, size_t limit = 24) 
 
 // Where the loader looked for a tensor the file lacks, in the file's own naming.
 std::string expected_name(const ParamEntry& e, WeightFormat f) {
-  if (f == WeightFormat::Keras3Weights) return "layer '" + canonical_layer(e.layer) + "' " + e.weight();
-  return (f == WeightFormat::Keras2Model ? "/model_weights" : "") + e.keras_path();
+  if (f == WeightFormat::Keras3Weights) return "layer " + quoted(canonical_layer(e.layer)) + " " + e.weight();
+  return quoted((f == WeightFormat::Keras2Model ? "/model_weights" : "") + e.keras_path());
 }
 
 struct HeadSource {
@@ -79,7 +79,7 @@ std::vector<const FileTensor*> map_backbone(const WeightFile& wf, const ParamTab
     const bool head_layer = is_head_name(canonical_layer(t.layer)) && (head->layer.empty() || head->layer == t.layer);
     if (head_layer && t.weight == "kernel" && !head->kernel) head->kernel = &t, head->layer = t.layer;
     else if (head_layer && t.weight == "bias" && !head->bias) head->bias = &t, head->layer = t.layer;
-    else unexpected.push_back(t.path + (wf.format == WeightFormat::Keras3Weights ? " ('" + t.layer + "' " + t.weight + ")" : ""));
+    else unexpected.push_back(quoted(t.path) + (wf.format == WeightFormat::Keras3Weights ? " (layer " + quoted(t.layer) + " " + t.weight + ")" : ""));
   }
   if (head->kernel && !head->bias) missing.push_back("the bias of head '" + head->layer + "'");
   if (head->bias && !head->kernel) missing.push_back("the kernel of head '" + head->layer + "'");
@@ -131,7 +131,8 @@ bool resolve_head(const WeightFile& wf, const ParamTable& table, int hk, HeadPol
   if (ks.size() == 2 && ks[0] == C && ks[1] != K)
     CXR_FAIL(wf.path, ": dataset ", head.kernel->path, " (head '", head.layer, "'): it has ", ks[1],
              " classes, the model ", K, ": expected shape ", shape_str({C, K}), ", found ", shape_str(ks),
-             "; drop the file's head to start a new one (HeadPolicy::Drop)");
+             "; to start a new head on its backbone, drop the file's head (cxr train --drop-head, cxr weights convert "
+             "--drop-head)");
   check_tensor(wf, ek, *head.kernel);
   check_tensor(wf, table[hk + 1], *head.bias);
   src[size_t(hk)] = head.kernel;

@@ -85,32 +85,57 @@ std::string optional_string_attr(hid_t obj, const std::string& name) {
   }
 }
 
+// What the deepest existing group on the way to `path` holds, for an error about a missing dataset.
+std::string nearest_members(hid_t f, const std::string& path) {
+  std::string dir = path.substr(0, path.rfind('/'));
+  while (!dir.empty() && !h5::is_group(f, dir)) dir = dir.substr(0, dir.rfind('/'));
+  if (dir.empty()) return "";
+  std::string s;
+  const auto names = h5::members(f, dir);
+  for (size_t i = 0; i < names.size() && i < 8; ++i) s += (i ? ", " : "") + quoted(names[i]);
+  return "; group " + dir + " holds " + (s.empty() ? "nothing" : s);
+}
+
+void scan_legacy_layer(hid_t f, const std::string& root, const std::string& layer, WeightFile& wf) {
+  const std::string lp = join(root, layer);
+  if (!h5::is_group(f, lp))
+    CXR_FAIL(wf.path, ": layer ", quoted(layer), " is listed in ", root, " layer_names but its group ", quoted(lp),
+             " is missing", nearest_members(f, lp));
+  h5::Handle lg = h5::open_group(f, lp);
+  if (!has_chunked(lg, "weight_names"))
+    CXR_FAIL(wf.path, ": group ", lp, " has no 'weight_names' attribute (expected one for every layer)");
+  for (const auto& w : read_chunked(lg, "weight_names")) {
+    FileTensor t;
+    t.path = lp + "/" + w;
+    if (!h5::is_dataset(f, t.path))
+      CXR_FAIL(wf.path, ": dataset ", quoted(t.path), " is missing (listed as ", quoted(w),
+               " in weight_names of layer ", quoted(layer), ")", nearest_members(f, t.path));
+    const auto info = h5::dataset_info(f, t.path);
+    t.shape = info.shape;
+    t.dtype = info.dtype;
+    const std::string name = w.substr(0, w.rfind(':'));  // "conv1/conv/kernel:0" -> "conv1/conv/kernel"
+    t.layer = legacy_weight_layer(layer, w);
+    t.weight = name.substr(name.rfind('/') + 1);  // npos + 1 == 0: the whole name
+    wf.tensors.push_back(std::move(t));
+  }
+}
+
+std::string legacy_writer(hid_t root_group) {
+  const std::string attr = h5::has_attr(root_group, "layer_names") ? "layer_names" : "layer_names0";
+  const auto layout = h5::string_layout_attr(root_group, attr);
+  std::string who = !layout            ? "a legacy Keras writer"
+                    : layout->variable ? "tf.keras / Keras 2 with h5py 3"
+                                       : "Keras 2 with h5py 2.x (numpy S arrays)";
+  if (layout) who += " (" + attr + ": " + layout->describe() + " strings)";
+  return who;
+}
+
 void scan_legacy(hid_t f, const std::string& root, WeightFile& wf) {
   h5::Handle g = h5::open_group(f, root);
   wf.keras_version = optional_string_attr(g, "keras_version");
   wf.backend = optional_string_attr(g, "backend");
-  for (const auto& layer : read_chunked(g, "layer_names")) {
-    const std::string lp = join(root, layer);
-    if (!h5::is_group(f, lp))
-      CXR_FAIL(wf.path, ": layer '", layer, "' is listed in ", root, " layer_names but its group ", lp, " is missing");
-    h5::Handle lg = h5::open_group(f, lp);
-    if (!has_chunked(lg, "weight_names"))
-      CXR_FAIL(wf.path, ": group ", lp, " has no 'weight_names' attribute (expected one for every layer)");
-    for (const auto& w : read_chunked(lg, "weight_names")) {
-      FileTensor t;
-      t.path = lp + "/" + w;
-      if (!h5::is_dataset(f, t.path))
-        CXR_FAIL(wf.path, ": dataset ", t.path, " is missing (listed in weight_names of layer '", layer, "')");
-      const auto info = h5::dataset_info(f, t.path);
-      t.shape = info.shape;
-      t.dtype = info.dtype;
-      std::string name = w.substr(0, w.rfind(':'));  // "conv1/conv/kernel:0" -> "conv1/conv/kernel"
-      const size_t slash = name.rfind('/');
-      t.layer = slash == std::string::npos ? layer : name.substr(0, slash);
-      t.weight = slash == std::string::npos ? name : name.substr(slash + 1);
-      wf.tensors.push_back(std::move(t));
-    }
-  }
+  wf.writer = legacy_writer(g);
+  for (const auto& layer : read_chunked(g, "layer_names")) scan_legacy_layer(f, root, layer, wf);
 }
 
 std::vector<std::string> keras3_weight_names(const std::string& cls, size_t n) {
@@ -165,6 +190,26 @@ void scan_keras3(hid_t f, const std::string& layers, WeightFile& wf) {
 
 }  // namespace
 
+std::string quoted(const std::string& name) {
+  constexpr size_t kShown = 200;  // a hostile file's name of megabytes is cut, its length still told
+  const std::string shown = name.size() > kShown ? name.substr(0, kShown) + "..." : name;
+  return "'" + shown + "' (" + std::to_string(name.size()) + " chars)";
+}
+
+std::string legacy_weight_layer(const std::string& group_layer, const std::string& weight_name) {
+  const std::string name = weight_name.substr(0, weight_name.rfind(':'));
+  const size_t slash = name.rfind('/');
+  if (slash == std::string::npos) return group_layer;
+  const std::string scope = name.substr(0, slash);
+  if (scope == group_layer) return group_layer;
+  const std::string suffix = scope.size() > group_layer.size() + 1 && scope.compare(0, group_layer.size(), group_layer) == 0
+                                 ? scope.substr(group_layer.size())
+                                 : "";
+  const bool uniquified = suffix.size() >= 2 && suffix[0] == '_' &&
+                          std::all_of(suffix.begin() + 1, suffix.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return uniquified ? group_layer : scope;
+}
+
 std::string shape_str(const std::vector<int64_t>& s) {
   std::ostringstream os;
   os << "[";
@@ -186,6 +231,10 @@ WeightFile scan_weight_file(const std::string& path) {
                   : h5::is_group(f, "/cxr/training_state") ? WeightFormat::CxrCheckpoint
                                                            : WeightFormat::CxrModel;
       scan_legacy(f, "/", wf);
+      if (wf.format != WeightFormat::Keras2Weights) {
+        const std::string cxr = optional_string_attr(f, "cxr_writer");
+        wf.writer = (cxr.empty() ? std::string("cxr") : cxr) + " (legacy Keras layout)";
+      }
     } else if (h5::is_group(f, "/model_weights")) {
       wf.format = WeightFormat::Keras2Model;
       h5::Handle g = h5::open_group(f, "/model_weights");
@@ -195,6 +244,7 @@ WeightFile scan_weight_file(const std::string& path) {
     } else if (h5::is_group(f, "/layers")) {
       wf.format = WeightFormat::Keras3Weights;
       scan_keras3(f, "/layers", wf);
+      wf.writer = wf.keras3_unnamed ? "Keras 3 before 3.6 (no layer names stored)" : "Keras 3 (layer names stored: 3.6 or later)";
     } else {
       CXR_FAIL(path, ": not a Keras weight file: expected a root attribute 'layer_names' (legacy Keras 2 / "
                "tf.keras weights), a group /model_weights (full-model .h5) or a group /layers (Keras 3 "

@@ -4,9 +4,11 @@
 // are built on this.
 //
 // Note [Keras weight file layouts] (confirmed on files written by tf_keras 2.21 and Keras 3.15 in
-// tests/fixtures/make_keras_weight_fixtures.py):
+// tests/fixtures/make_keras_weight_fixtures.py, and by Keras 2.2.4 with h5py 2.10 in
+// tests/fixtures/make_legacy_weight_fixtures.py):
 //  - legacy: root attribute `layer_names` (every layer, weightless ones too; variable- or
-//    fixed-length strings; split into layer_names0, layer_names1, ... when over 64 KiB), each layer
+//    fixed-length strings, see Note [HDF5 strings as writers store them] in io/hdf5.h; split into
+//    layer_names0, layer_names1, ... when over 64 KiB), each layer
 //    group has `weight_names` ("conv1/conv/kernel:0"; an empty float64 array for weightless layers),
 //    and the dataset is <group>/<weight name>: /conv1/conv/conv1/conv/kernel:0. A nested model (a
 //    Sequential holding the DenseNet) is one layer whose weight_names are the inner weights'
@@ -45,6 +47,7 @@ struct WeightFile {
   std::string path;
   WeightFormat format = WeightFormat::Keras2Weights;
   std::string keras_version, backend;  // root attributes where present
+  std::string writer;  // which program wrote it, judged from its layout (writer_of, below)
   std::vector<FileTensor> tensors;     // in file order (legacy: layer_names order)
   bool keras3_unnamed = false;         // some Keras 3 layer has no `name` attribute
 };
@@ -85,5 +88,16 @@ void name_keras3_by_order(WeightFile& file, const ParamTable& table);
 
 // "[3, 3, 128, 32]": a shape as error messages print it.
 std::string shape_str(const std::vector<int64_t>& shape);
+// "'conv1/conv/kernel:' (18 chars)": a name from a file as error messages print it, so that a
+// truncated name or an encoding problem shows at a glance.
+std::string quoted(const std::string& name);
+
+// The layer a legacy Keras weight belongs to, from its group's layer name and its weight name
+// "<scope>/<variable>:<k>". The scope is the layer's own name, TF 1's uniquified copy of it
+// ("conv1/conv_1/kernel:0" when a second model was built in the same session), or, for a nested
+// model (one layer holding a whole DenseNet), the inner layer's name. Keras's own loader goes by
+// order and ignores these names; we go by name, so the group's layer wins unless the scope names
+// another layer.
+std::string legacy_weight_layer(const std::string& group_layer, const std::string& weight_name);
 
 }  // namespace cxr::io

@@ -41,6 +41,7 @@ void add_train_commands(CLI::App& app) {
   t->add_option("--seed", o->seed, "Seed of initialisation, shuffling and flips")->capture_default_str();
   t->add_flag("!--no-flip", o->flip, "No random horizontal flips");
   app::add_memory_policy_options(t, &o->memory);
+  t->add_flag("--drop-head", o->drop_head, "Ignore the head of --weights (e.g. ImageNet's 1000 classes); start a new one");
   t->add_flag("--resume", o->resume, "Continue the run in --out from last.h5");
   t->add_flag("--reset-lr", o->reset_lr, "With --resume: use --lr instead of the saved learning rate");
   t->add_flag("--quiet", o->quiet, "No progress output");

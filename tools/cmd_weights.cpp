@@ -40,6 +40,7 @@ void run_inspect(const std::string& path, bool json) {
     j["format"] = io::format_name(wf.format);
     j["format_description"] = io::format_description(wf.format);
     if (!wf.keras_version.empty()) j["keras_version"] = wf.keras_version;
+    j["writer"] = wf.writer;
     j["model"] = m.arch;
     j["matches"] = bool(m.config);
     if (m.config)
@@ -68,6 +69,7 @@ void run_inspect(const std::string& path, bool json) {
   std::printf("\nfile      %s\n", path.c_str());
   std::printf("format    %s (%s)%s%s\n", io::format_name(wf.format), io::format_description(wf.format),
               wf.keras_version.empty() ? "" : ", keras_version ", wf.keras_version.c_str());
+  std::printf("writer    %s\n", wf.writer.c_str());
   std::printf("model     %s\n", m.arch.c_str());
   for (const auto& p : m.problems) std::printf("          does not match a DenseNet: %s\n", p.c_str());
   if (m.head)

@@ -176,7 +176,8 @@ TrainResult train(const TrainOptions& opt) {
     meta = *m;
   } else if (!opt.weights.empty()) {
     net.get_weights(&params, &state);
-    const std::string what = io::load_weights(opt.weights, table, params, state, io::HeadPolicy::LoadOrInit, opt.seed);
+    const auto policy = opt.drop_head ? io::HeadPolicy::Drop : io::HeadPolicy::LoadOrInit;
+    const std::string what = io::load_weights(opt.weights, table, params, state, policy, opt.seed);
     if (!opt.quiet) std::fprintf(stderr, "weights %s: %s\n", opt.weights.c_str(), what.c_str());
   } else {
     init_keras_default(table, params, state, opt.seed);

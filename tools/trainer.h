@@ -27,6 +27,7 @@ struct TrainOptions {
   uint64_t seed = 0;
   bool flip = true, resume = false, quiet = false;
   bool reset_lr = false;  // with resume: start from `lr` instead of the checkpoint's current rate
+  bool drop_head = false;  // with weights: ignore the file's head (the 1000-class ImageNet top)
   // For side-by-side checks against another framework (scripts/validate_nih.sh): save the initial
   // weights as initial.h5, and log every step's dataset indices and flips to batches.jsonl.
   bool save_initial = false, log_batches = false;
