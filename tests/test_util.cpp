@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include "io/hdf5.h"
+
 namespace cxr::test {
 
 uint64_t fresh_seed() {
@@ -68,6 +70,18 @@ std::string shared_path(const std::string& rel) {
   const std::string p = std::string(env && *env ? env : CXR_SHARED_DIR) + "/" + rel;
   struct stat st;
   return stat(p.c_str(), &st) == 0 ? p : std::string();
+}
+
+std::vector<float> read_h5_floats(const std::string& file, const std::string& dataset) {
+  namespace h5 = io::h5;
+  h5::Silence quiet;
+  h5::Handle f = h5::open_file(file);
+  const auto info = h5::dataset_info(f, dataset);
+  int64_t n = 1;
+  for (int64_t d : info.shape) n *= d;
+  std::vector<float> v(static_cast<size_t>(n));
+  h5::read_floats(f, dataset, v.data(), n);
+  return v;
 }
 
 }  // namespace cxr::test

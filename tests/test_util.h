@@ -52,6 +52,8 @@ std::unique_ptr<Backend> cuda_or_null(std::string* reason);
 std::string source_path(const std::string& rel);
 // Path under ../shared (the real NIH data; $CXR_SHARED_DIR overrides); empty if it does not exist.
 std::string shared_path(const std::string& rel);
+// A whole float32 dataset of an HDF5 file (fixtures' inputs and reference outputs).
+std::vector<float> read_h5_floats(const std::string& file, const std::string& dataset);
 
 }  // namespace cxr::test
 

@@ -49,17 +49,6 @@ std::string bytes_of(const std::string& path) {
   return s.str();
 }
 
-std::vector<float> read_f32(const std::string& file, const std::string& dataset) {
-  h5::Silence quiet;
-  h5::Handle f = h5::open_file(file);
-  const auto info = h5::dataset_info(f, dataset);
-  int64_t n = 1;
-  for (int64_t d : info.shape) n *= d;
-  std::vector<float> v(static_cast<size_t>(n));
-  h5::read_floats(f, dataset, v.data(), n);
-  return v;
-}
-
 h5::Handle open_rw(const std::string& path) {
   h5::Handle f(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
   if (!f.valid()) ADD_FAILURE() << "cannot open " << path << " for writing";
@@ -119,8 +108,8 @@ TEST_P(WeightsKerasForward, MatchesKerasOutputs) {
       io::load_weights(fixture(c.file), table, params, state, io::HeadPolicy::Require, 0);
   EXPECT_NE(what.find(std::string("loaded the head '") + c.head + "'"), std::string::npos) << what;
   EXPECT_EQ(io::format_name(io::scan_weight_file(fixture(c.file)).format), std::string(c.format));
-  const auto x = read_f32(fixture("keras_reduced_ref.h5"), "/input");
-  const auto ref = read_f32(fixture("keras_reduced_ref.h5"), std::string("/") + c.ref + "/logits");
+  const auto x = test::read_h5_floats(fixture("keras_reduced_ref.h5"), "/input");
+  const auto ref = test::read_h5_floats(fixture("keras_reduced_ref.h5"), std::string("/") + c.ref + "/logits");
   const double e = test::rel_error(forward(cfg, params, state, x, 2, 32), ref);
   RecordProperty("rel_error", std::to_string(e));
   std::printf("%s: logits vs Keras %.3g relative\n", c.file, e);
@@ -170,8 +159,8 @@ TEST(WeightsTorch, ConvertedTorchvisionModelMatchesTorchvision) {
   EXPECT_EQ(meta->classes, 14);
   EXPECT_EQ(meta->class_names.size(), 14u);
   EXPECT_EQ(meta->normalization, "imagenet");
-  const auto x = read_f32(fixture("torch_reduced_ref.h5"), "/input");
-  const auto ref = read_f32(fixture("torch_reduced_ref.h5"), "/logits");
+  const auto x = test::read_h5_floats(fixture("torch_reduced_ref.h5"), "/input");
+  const auto ref = test::read_h5_floats(fixture("torch_reduced_ref.h5"), "/logits");
   const double e = test::rel_error(forward(cfg, params, state, x, 2, 32), ref);
   std::printf("torch_reduced.h5: logits vs torchvision %.3g relative\n", e);
   EXPECT_LT(e, kTol);
@@ -577,7 +566,7 @@ TEST_F(WeightsBadFiles, MissingDataset) {
     h5::Handle f = open_rw(path);
     ASSERT_GE(H5Ldelete(f, ds.c_str(), H5P_DEFAULT), 0);
   }
-  expect_error(path, {"dataset " + ds + " is missing", "conv3_block2_1_conv"});
+  expect_error(path, {"dataset " + io::quoted(ds) + " is missing", "conv3_block2_1_conv"});
 }
 
 TEST_F(WeightsBadFiles, MissingAndUnexpectedNamesAreListed) {
@@ -598,8 +587,8 @@ TEST_F(WeightsBadFiles, MissingAndUnexpectedNamesAreListed) {
     const std::vector<float> k(9, 1.0f);
     h5::write_floats(f, "/mystery_conv/mystery_conv/kernel:0", {1, 1, 3, 3}, k.data());
   }
-  expect_error(path, {"missing 1", "/conv2_block1_1_bn/conv2_block1_1_bn/beta:0", "unexpected 1",
-                      "/mystery_conv/mystery_conv/kernel:0"});
+  expect_error(path, {"missing 1", io::quoted("/conv2_block1_1_bn/conv2_block1_1_bn/beta:0"), "unexpected 1",
+                      io::quoted("/mystery_conv/mystery_conv/kernel:0")});
 }
 
 TEST_F(WeightsBadFiles, WrongShape) {
@@ -645,7 +634,7 @@ TEST_F(WeightsBadFiles, NotAKerasFile) {
 TEST_F(WeightsBadFiles, WrongArchitecture) {
   // A Keras reduced DenseNet (blocks 1,1,1,1) into our reduced table (blocks 1,2,1,1, growth 8).
   expect_error(fixture("keras2_reduced.h5"),
-               {"missing", "/conv3_block2_1_conv/conv3_block2_1_conv/kernel:0"});
+               {"missing", io::quoted("/conv3_block2_1_conv/conv3_block2_1_conv/kernel:0")});
 }
 
 TEST(WeightsInspect, IdentifiesFormatModelAndHead) {
