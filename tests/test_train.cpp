@@ -234,7 +234,7 @@ TEST_F(TrainWorkflow, EvaluateAndPredictWriteTheirOutputs) {
   p.inputs = {(root_ / "synth" / "images").string()};
   p.thresholds = (fs::path(e.out) / "metrics.json").string();
   p.quiet = true;
-  const int64_t n = app::predict(p);
+  const int64_t n = app::predict(p).written;
   EXPECT_GT(n, 10);
   std::ifstream f(p.out);
   std::string header, line;

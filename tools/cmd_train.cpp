@@ -3,6 +3,7 @@
 
 #include <iostream>
 
+#include "engine/error.h"
 #include "tools/commands.h"
 #include "tools/evaluator.h"
 #include "tools/trainer.h"
@@ -91,8 +92,12 @@ void add_train_commands(CLI::App& app) {
       ->capture_default_str();
   pr->add_option("images", p->inputs, "Image files, folders (recursive) or .txt lists")->required();
   pr->callback([p] {
-    const int64_t n = app::predict(*p);
-    std::fprintf(stderr, "wrote %s (%ld images)\n", p->out.c_str(), long(n));
+    const auto r = app::predict(*p);
+    if (r.written > 0) std::fprintf(stderr, "wrote %s (%ld images)\n", p->out.c_str(), long(r.written));
+    if (!r.failed.empty())
+      throw Error(detail::concat(r.failed.size(), " of ", r.failed.size() + size_t(r.written),
+                                 " images could not be read (named above)",
+                                 r.written > 0 ? "; the others are in " + p->out : "; nothing written"));
   });
 }
 

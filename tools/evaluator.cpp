@@ -54,9 +54,12 @@ json evaluate(const EvaluateOptions& opt) {
     CXR_FAIL(opt.data, " has no images in the ", opt.split, " set (its split is ", data.attribute("split_method"),
              "): choose another --split or prepare the dataset with one");
   LoadedModel m = load_model(opt.weights, opt.device, opt.batch, data.image_size(), "");
+  const int K = io::kNumClasses;
+  if (m.net->config().classes != K)
+    CXR_FAIL(opt.weights, ": the model has ", m.net->config().classes, " classes, the dataset ", opt.data, " ", K,
+             " (ChestX-ray14's): evaluate needs a model of the dataset's classes");
   const io::NormParams norm = norm_params(m.meta);
   if (!opt.quiet) std::fprintf(stderr, "weights: %s\n", m.description.c_str());
-  const int K = io::kNumClasses;
 
   std::vector<int64_t> idx;
   const auto probs = sigmoid(infer_logits(*m.net, data, split, norm, &idx, opt.quiet));
@@ -185,36 +188,57 @@ std::string evaluation_table(const json& r) {
   return os.str();
 }
 
-int64_t predict(const PredictOptions& opt) {
+namespace {
+
+// The model's class names: those its file carries, else ChestX-ray14's for a 14-class model, else
+// class_<k>.
+std::vector<std::string> model_class_names(const LoadedModel& m) {
+  const int64_t K = m.net->config().classes;
+  if (int64_t(m.meta.class_names.size()) == K) return m.meta.class_names;
+  std::vector<std::string> names;
+  for (int64_t k = 0; k < K; ++k) names.push_back(K == io::kNumClasses ? class_name(int(k)) : "class_" + std::to_string(k));
+  return names;
+}
+
+// Per-class thresholds from the metrics.json of cxr evaluate (kUndefined where it has none).
+std::vector<double> read_thresholds(const PredictOptions& opt, const std::vector<std::string>& classes) {
+  std::ifstream f(opt.thresholds);
+  CXR_CHECK(f.good(), "cannot read --thresholds ", opt.thresholds);
+  const json j = json::parse(f);
+  CXR_CHECK(j.contains("thresholds") && j["thresholds"].contains(opt.threshold_rule), opt.thresholds,
+            ": no thresholds.", opt.threshold_rule, " (expected the metrics.json of cxr evaluate)");
+  const json& rule = j["thresholds"][opt.threshold_rule];
+  std::vector<double> thresholds;
+  for (const auto& name : classes) {
+    CXR_CHECK(rule.contains(name), opt.thresholds, ": no threshold for the model's class '", name, "'");
+    const json& t = rule[name]["threshold"];
+    thresholds.push_back(t.is_null() ? io::kUndefined : t.get<double>());
+  }
+  return thresholds;
+}
+
+}  // namespace
+
+PredictResult predict(const PredictOptions& opt) {
   const auto files = expand_image_inputs(opt.inputs);
   CXR_CHECK(!files.empty(), "no images given (files, folders or .txt lists)");
   LoadedModel m = load_model(opt.weights, opt.device, opt.batch, opt.size, opt.normalize);
   const io::NormParams norm = norm_params(m.meta);
-  const int64_t S = m.meta.image_size, K = io::kNumClasses;
-  std::vector<double> thresholds;
-  if (!opt.thresholds.empty()) {
-    std::ifstream f(opt.thresholds);
-    CXR_CHECK(f.good(), "cannot read --thresholds ", opt.thresholds);
-    const json j = json::parse(f);
-    CXR_CHECK(j.contains("thresholds") && j["thresholds"].contains(opt.threshold_rule), opt.thresholds,
-              ": no thresholds.", opt.threshold_rule, " (expected the metrics.json of cxr evaluate)");
-    for (int k = 0; k < K; ++k) {
-      const json& t = j["thresholds"][opt.threshold_rule][class_name(k)]["threshold"];
-      thresholds.push_back(t.is_null() ? io::kUndefined : t.get<double>());
-    }
-  }
+  const std::vector<std::string> classes = model_class_names(m);
+  const int64_t S = m.meta.image_size, K = int64_t(classes.size());
+  const std::vector<double> thresholds = opt.thresholds.empty() ? std::vector<double>{} : read_thresholds(opt, classes);
   std::ostringstream csv;
   csv << "image";
-  for (int k = 0; k < K; ++k) csv << "," << class_name(k);
+  for (const auto& c : classes) csv << "," << c;
   if (!thresholds.empty())
-    for (int k = 0; k < K; ++k) csv << "," << class_name(k) << "_label";
+    for (const auto& c : classes) csv << "," << c << "_label";
   csv << "\n";
 
   DenseNet& net = *m.net;
   std::vector<uint8_t> pixels(size_t(opt.batch * S * S));
   std::vector<float> input(size_t(opt.batch * 3 * S * S));
   std::vector<std::string> names;
-  int64_t written = 0;
+  PredictResult result;
   auto flush = [&] {
     if (names.empty()) return;
     const int64_t n = int64_t(names.size());
@@ -235,21 +259,22 @@ int64_t predict(const PredictOptions& opt) {
         csv << "," << (std::isfinite(thresholds[k]) ? (p[size_t(i * K) + k] >= thresholds[k] ? "1" : "0") : "");
       csv << "\n";
     }
-    written += n;
+    result.written += n;
     names.clear();
   };
   for (const auto& file : files) {
     std::string err;
     if (!load_grey_square(file, S, pixels.data() + names.size() * size_t(S * S), &err)) {
       std::fprintf(stderr, "cxr predict: skipping %s: %s\n", file.c_str(), err.c_str());
+      result.failed.push_back(file);
       continue;
     }
     names.push_back(file);
     if (int64_t(names.size()) == opt.batch) flush();
   }
   flush();
-  write_text_atomic(opt.out, csv.str());
-  return written;
+  if (result.written > 0) write_text_atomic(opt.out, csv.str());
+  return result;
 }
 
 }  // namespace cxr::app

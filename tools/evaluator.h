@@ -36,6 +36,12 @@ struct PredictOptions {
 };
 // Writes the CSV (image, one probability column per class[, one 0/1 column per class]); returns the
 // number of images written. Unreadable images are reported on stderr and skipped.
-int64_t predict(const PredictOptions& opt);
+struct PredictResult {
+  int64_t written = 0;  // rows in the CSV
+  std::vector<std::string> failed;  // images that could not be read (each named on stderr)
+};
+// Writes the CSV of every readable image (one column per class of the model, named as the model
+// names them). As cp and grep do, the caller reports failure when `failed` is not empty.
+PredictResult predict(const PredictOptions& opt);
 
 }  // namespace cxr::app
