@@ -110,5 +110,35 @@ TEST_F(PredictCli, EvaluateRefusesAModelOfOtherClasses) {
   EXPECT_NE(r.err.find("the model has 2 classes"), std::string::npos) << r.err;
 }
 
+// Values the engine cannot use are refused by the parser, naming the option (issue 14: --log-every 0
+// died of SIGFPE, --threads 100000 segfaulted in libgomp, --seed -1 wrapped, --size 7 ran).
+TEST(CliNumbers, UnusableValuesAreRefusedNamingTheOption) {
+  if (test::cxr_binary().empty()) GTEST_SKIP() << "no cxr binary (set CXR_BINARY)";
+  test::ScratchDir dir("cli_numbers");
+  const std::string data = " --data '" + (dir / "absent.h5") + "' --out '" + (dir / "run") + "'";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"train" + data + " --log-every 0", "--log-every"},
+      {"train" + data + " --batch 0", "--batch"},
+      {"train" + data + " --seed -1", "--seed"},
+      {"train" + data + " --size 7", "--size"},
+      {"train" + data + " --plateau-factor 0", "--plateau-factor"},
+      {"train" + data + " --max-steps-per-epoch -3", "--max-steps-per-epoch"},
+      {"train" + data + " --lr -1", "--lr"},
+      {"evaluate --weights w.h5 --data d.h5 --bootstrap -1", "--bootstrap"},
+      {"prepare --csv c.csv --images i --out o.h5 --threads 100000", "--threads"},
+      {"prepare --csv c.csv --images i --out o.h5 --threads -2", "--threads"},
+      {"prepare --csv c.csv --images i --out o.h5 --size 0", "--size"},
+      {"synth --out s --patients 0", "--patients"},
+      {"predict --weights w.h5 --out p.csv --batch 0 x.png", "--batch"},
+      {"gradcam --weights w.h5 --out g --top-k 0 x.png", "--top-k"},
+  };
+  for (const auto& [args, option] : cases) {
+    const auto r = test::run_cxr(dir, args);
+    EXPECT_NE(r.status, 0) << args;
+    EXPECT_NE(r.err.find(option), std::string::npos) << args << "\n" << r.err;
+    EXPECT_FALSE(fs::exists(dir / "run")) << args;
+  }
+}
+
 }  // namespace
 }  // namespace cxr

@@ -28,7 +28,7 @@ struct SplitFlags {
     c->add_option("--split-lists", lists,
                   "split from image lists instead: train_val_list.txt/test_list.txt or CheXNet-style "
                   "train/val/test lists (`<image> <14 ints>`)");
-    c->add_option("--seed", seed, "seed of the random split")->capture_default_str();
+    c->add_option("--seed", seed, "seed of the random split")->capture_default_str()->check(CLI::NonNegativeNumber);
   }
   std::vector<io::Split> make(const std::vector<io::LabelRow>& rows, int64_t* unlisted) const {
     const io::SplitRatios r = io::parse_ratios(ratios);
@@ -74,10 +74,10 @@ void add_synth(CLI::App& app) {
   auto json = std::make_shared<bool>(false);
   CLI::App* c = app.add_subcommand("synth", "write the built-in synthetic ChestX-ray14-shaped dataset");
   c->add_option("--out", opt->out, "output folder (images/, Data_Entry_2017_v2020.csv, BBox_List_2017.csv)")->required();
-  c->add_option("--patients", opt->patients, "number of patients (several images each)")->capture_default_str();
-  c->add_option("--size", opt->size, "image side in pixels")->capture_default_str();
-  c->add_option("--seed", opt->seed, "seed")->capture_default_str();
-  c->add_option("--threads", opt->threads, "threads (0: all cores)")->capture_default_str();
+  c->add_option("--patients", opt->patients, "number of patients (several images each)")->capture_default_str()->check(kAtLeastOne);
+  c->add_option("--size", opt->size, "image side in pixels")->capture_default_str()->check(kImageSide);
+  c->add_option("--seed", opt->seed, "seed")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--threads", opt->threads, "threads (0: all cores)")->capture_default_str()->check(kThreads);
   c->add_flag("--json", *json, "print the summary as JSON");
   c->callback([opt, json] {
     const io::SynthResult r = io::synth_dataset(*opt);
@@ -107,9 +107,9 @@ void add_prepare(CLI::App& app) {
   c->add_option("--csv", opt->csv, "Data_Entry_2017(_v2020).csv")->required();
   c->add_option("--images", opt->images_dir, "image folder, searched recursively")->required();
   c->add_option("--out", opt->out, "packed HDF5 file to write")->required();
-  c->add_option("--size", opt->size, "image side after resizing")->capture_default_str();
+  c->add_option("--size", opt->size, "image side after resizing")->capture_default_str()->check(kImageSide);
   split->add(c);
-  c->add_option("--threads", opt->threads, "decoding threads (0: all cores)")->capture_default_str();
+  c->add_option("--threads", opt->threads, "decoding threads (0: all cores)")->capture_default_str()->check(kThreads);
   c->add_option("--reducing-gap", opt->reducing_gap,
                 "0: resample each full image with the antialiasing filter; G > 0: first average r x r "
                 "blocks exactly, r = floor(scale / G) (as Pillow; a few grey levels different)")

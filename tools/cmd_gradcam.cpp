@@ -35,7 +35,7 @@ void add_gradcam_commands(CLI::App& app) {
       ->required();
   auto* cls =
       g->add_option("--class", o->classes, "Class name(s) to explain (repeatable or comma-separated)");
-  auto* topk = g->add_option("--top-k", o->top_k, "Explain each image's K most probable classes");
+  auto* topk = g->add_option("--top-k", o->top_k, "Explain each image's K most probable classes")->check(kAtLeastOne);
   auto* all = g->add_flag("--all", o->all, "Explain every class");
   cls->excludes(topk)->excludes(all);
   topk->excludes(all);
@@ -43,8 +43,8 @@ void add_gradcam_commands(CLI::App& app) {
       "--boxes", o->boxes,
       "Bounding-box CSV (BBox_List_2017.csv format, 1024x1024 coordinates): draws the boxes, adds their "
       "classes and scores the pointing game");
-  g->add_option("--size", o->size, "Image size (default: the model's)");
-  g->add_option("--batch", o->batch, "Images per forward pass")->capture_default_str();
+  g->add_option("--size", o->size, "Image size (default: the model's)")->check(kImageSideOrDefault);
+  g->add_option("--batch", o->batch, "Images per forward pass")->capture_default_str()->check(kAtLeastOne);
   g->add_option("--normalize", o->normalize, "Override the model's normalisation")
       ->check(CLI::IsMember({"sample", "dataset", "imagenet"}));
   g->add_option("--device", o->device, "cpu, cuda or auto")

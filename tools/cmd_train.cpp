@@ -18,10 +18,10 @@ void add_train_commands(CLI::App& app) {
   t->add_option("--weights", o->weights, "Initial weights (Keras .h5, cxr checkpoint); default: Keras's initialisers");
   t->add_option("--arch", o->arch, "densenet121, densenet169 or densenet201")
       ->check(CLI::IsMember({"densenet121", "densenet169", "densenet201"}))->capture_default_str();
-  t->add_option("--epochs", o->epochs, "Epochs (in total, also when resuming)")->capture_default_str();
-  t->add_option("--batch", o->batch, "Batch size")->capture_default_str();
-  t->add_option("--size", o->size, "Image size (default: the dataset's)");
-  t->add_option("--lr", o->lr, "Adam learning rate")->capture_default_str();
+  t->add_option("--epochs", o->epochs, "Epochs (in total, also when resuming)")->capture_default_str()->check(kAtLeastOne);
+  t->add_option("--batch", o->batch, "Batch size")->capture_default_str()->check(kAtLeastOne);
+  t->add_option("--size", o->size, "Image size (default: the dataset's)")->check(kImageSideOrDefault);
+  t->add_option("--lr", o->lr, "Adam learning rate")->capture_default_str()->check(CLI::PositiveNumber);
   t->add_option("--weight-decay", o->weight_decay, "L2 weight decay added to the gradient")->capture_default_str();
   t->add_option("--normalize", o->normalize, "sample, dataset or imagenet")
       ->check(CLI::IsMember({"sample", "dataset", "imagenet"}))->capture_default_str();
@@ -31,15 +31,15 @@ void add_train_commands(CLI::App& app) {
       ->check(CLI::IsMember({"loss", "auc"}))->capture_default_str();
   t->add_option("--bn-momentum", o->bn_momentum, "BN running-statistics momentum (Keras 0.99; 0.9 for short runs)")
       ->capture_default_str();
-  t->add_option("--plateau-factor", o->plateau_factor, "Learning-rate factor on a plateau")->capture_default_str();
+  t->add_option("--plateau-factor", o->plateau_factor, "Learning-rate factor on a plateau")->capture_default_str()->check(CLI::Range(1e-12, 1.0).description("(0, 1]"));
   t->add_option("--plateau-patience", o->plateau_patience, "Epochs without improvement before reducing")
       ->capture_default_str();
-  t->add_option("--freeze-epochs", o->freeze_epochs, "Epochs that train only the head")->capture_default_str();
-  t->add_option("--log-every", o->log_every, "Steps between metrics-log lines")->capture_default_str();
-  t->add_option("--max-steps-per-epoch", o->max_steps_per_epoch, "Cap on steps per epoch (0: all)")->capture_default_str();
+  t->add_option("--freeze-epochs", o->freeze_epochs, "Epochs that train only the head")->capture_default_str()->check(CLI::NonNegativeNumber);
+  t->add_option("--log-every", o->log_every, "Steps between metrics-log lines")->capture_default_str()->check(kAtLeastOne);
+  t->add_option("--max-steps-per-epoch", o->max_steps_per_epoch, "Cap on steps per epoch (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
   t->add_option("--device", o->device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
-  t->add_option("--seed", o->seed, "Seed of initialisation, shuffling and flips")->capture_default_str();
+  t->add_option("--seed", o->seed, "Seed of initialisation, shuffling and flips")->capture_default_str()->check(CLI::NonNegativeNumber);
   t->add_flag("!--no-flip", o->flip, "No random horizontal flips");
   app::add_memory_policy_options(t, &o->memory);
   t->add_flag("--drop-head", o->drop_head, "Ignore the head of --weights (e.g. ImageNet's 1000 classes); start a new one");
@@ -62,9 +62,9 @@ void add_train_commands(CLI::App& app) {
   ev->add_option("--data", e->data, "Packed dataset")->required();
   ev->add_option("--split", e->split, "Set to score: train, val or test")->capture_default_str();
   ev->add_option("--out", e->out, "Folder for metrics.json, per_class.csv, roc_curves.{svg,png}");
-  ev->add_option("--bootstrap", e->bootstrap, "Bootstrap resamples for 95% intervals (0: none)")->capture_default_str();
-  ev->add_option("--seed", e->seed, "Seed of the bootstrap")->capture_default_str();
-  ev->add_option("--batch", e->batch, "Inference batch size")->capture_default_str();
+  ev->add_option("--bootstrap", e->bootstrap, "Bootstrap resamples for 95% intervals (0: none)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  ev->add_option("--seed", e->seed, "Seed of the bootstrap")->capture_default_str()->check(CLI::NonNegativeNumber);
+  ev->add_option("--batch", e->batch, "Inference batch size")->capture_default_str()->check(kAtLeastOne);
   ev->add_option("--device", e->device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
   ev->add_flag("--json", *e_json, "Print metrics.json on stdout instead of the table");
@@ -81,13 +81,13 @@ void add_train_commands(CLI::App& app) {
   CLI::App* pr = app.add_subcommand("predict", "Probabilities of the 14 findings for images, as CSV");
   pr->add_option("--weights", p->weights, "Model file or checkpoint")->required();
   pr->add_option("--out", p->out, "CSV to write (image, one column per class)")->required();
-  pr->add_option("--size", p->size, "Image size (default: the model's)");
+  pr->add_option("--size", p->size, "Image size (default: the model's)")->check(kImageSideOrDefault);
   pr->add_option("--normalize", p->normalize, "Override the model's normalisation")
       ->check(CLI::IsMember({"sample", "dataset", "imagenet"}));
   pr->add_option("--thresholds", p->thresholds, "metrics.json of cxr evaluate: adds 0/1 label columns");
   pr->add_option("--threshold-rule", p->threshold_rule, "youden or f1")->check(CLI::IsMember({"youden", "f1"}))
       ->capture_default_str();
-  pr->add_option("--batch", p->batch, "Inference batch size")->capture_default_str();
+  pr->add_option("--batch", p->batch, "Inference batch size")->capture_default_str()->check(kAtLeastOne);
   pr->add_option("--device", p->device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
   pr->add_option("images", p->inputs, "Image files, folders (recursive) or .txt lists")->required();

@@ -4,6 +4,9 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
+#include <limits>
+
 namespace cxr::cli {
 
 void add_model_commands(CLI::App& app);  // model-info, bench          (tools/cmd_model.cpp)
@@ -12,5 +15,15 @@ void add_weights_commands(CLI::App& app);  // weights inspect, weights convert (
 void add_train_commands(CLI::App& app);  // train, evaluate, predict   (tools/cmd_train.cpp)
 void add_plan_commands(CLI::App& app);   // plan                      (tools/cmd_plan.cpp)
 void add_gradcam_commands(CLI::App& app);  // gradcam, report         (tools/cmd_gradcam.cpp)
+
+// Validators for numeric options, so that a value the engine cannot use is refused by the parser
+// with the option's name instead of failing (or wrapping) deep inside.
+inline const CLI::Validator kAtLeastOne = CLI::Range(int64_t(1), std::numeric_limits<int64_t>::max()).description("INT>=1");
+inline const CLI::Validator kThreads = CLI::Range(0, 1024).description("0 (all cores) to 1024");
+// An image side DenseNet can take: it halves the image five times before its final map.
+inline const CLI::Validator kImageSide = CLI::Range(32, 8192).description("32 to 8192 pixels");
+// 0 is "the default" for options that take the model's or the dataset's size otherwise.
+inline const CLI::Validator kImageSideOrDefault =
+    CLI::Validator([](std::string& v) { return v == "0" ? std::string() : kImageSide(v); }, "0 or 32 to 8192");
 
 }  // namespace cxr::cli
