@@ -1,5 +1,7 @@
 #include "io/csv.h"
 
+#include <cmath>
+
 #include <charconv>
 #include <cstdlib>
 #include <sstream>
@@ -121,6 +123,39 @@ std::string label_string(const std::array<uint8_t, kNumClasses>& labels) {
   return s.empty() ? std::string(kNoFinding) : s;
 }
 
+namespace {
+
+// A field as an error message shows it: quoted, cut after 80 characters (a hostile file's field of
+// megabytes is not echoed), its length told when cut.
+std::string shown(const std::string& field) {
+  if (field.size() <= 80) return "'" + field + "'";
+  return "'" + field.substr(0, 80) + "...' (" + std::to_string(field.size()) + " chars)";
+}
+
+// "Mass|Nodule" or "No Finding" (alone) -> labels.
+void parse_labels(const std::string& path, int64_t line, const std::string& field,
+                  std::array<uint8_t, kNumClasses>* labels) {
+  if (trim(field).empty()) fail_at(path, line, "empty Finding Labels: expected 'No Finding' or labels joined by '|'");
+  std::stringstream ls(field);
+  std::string lab;
+  bool no_finding = false, any = false;
+  while (std::getline(ls, lab, '|')) {
+    lab = trim(lab);
+    if (lab == kNoFinding) {
+      no_finding = true;
+      continue;
+    }
+    const int c = class_index(lab);
+    if (c < 0 || lab == "Infiltrate")
+      fail_at(path, line, "unknown label " + shown(lab) + " (known: " + class_list() + ", No Finding)");
+    (*labels)[size_t(c)] = 1;
+    any = true;
+  }
+  if (no_finding && any) fail_at(path, line, "'No Finding' together with findings in " + shown(field));
+}
+
+}  // namespace
+
 std::vector<LabelRow> read_label_csv(const std::string& path) {
   const std::vector<std::string> lines = split_lines(read_text_file(path));
   if (lines.empty()) fail_at(path, 1, "empty file: expected a header line");
@@ -159,20 +194,7 @@ std::vector<LabelRow> read_label_csv(const std::string& path) {
     r.line = line;
     r.image = f[c_image->first_field];
     if (r.image.empty()) fail_at(path, line, "malformed row: empty Image Index");
-    // Labels
-    std::stringstream ls(f[c_labels->first_field]);
-    std::string lab;
-    bool any = false;
-    while (std::getline(ls, lab, '|')) {
-      lab = trim(lab);
-      if (lab == kNoFinding) continue;
-      const int c = class_index(lab);
-      if (c < 0 || lab == "Infiltrate")
-        fail_at(path, line, "unknown label '" + lab + "' (known: " + class_list() + ", No Finding)");
-      r.labels[c] = 1;
-      any = true;
-    }
-    (void)any;
+    parse_labels(path, line, f[c_labels->first_field], &r.labels);
     // Patient ID: a positive integer that agrees with the image name's first 8 digits when it has them.
     const std::string& pid = f[c_patient->first_field];
     if (!parse_int(pid, &r.patient_id) || r.patient_id <= 0)
@@ -241,8 +263,13 @@ std::vector<BBox> read_bbox_csv(const std::string& path) {
     b.cls = class_index(f[1]);
     if (b.cls < 0) fail_at(path, line, "unknown label '" + f[1] + "' (known: " + class_list() + ")");
     double* v[4] = {&b.x, &b.y, &b.w, &b.h};
+    // Finite, with a positive width and height, within 100,000 pixels: a NaN, Inf or 1e12 box would
+    // make every later computation on it meaningless (the pointing game hung on one).
+    constexpr double kMaxCoordinate = 1e5;
     for (int k = 0; k < 4; ++k)
-      if (!parse_double(f[2 + k], v[k])) fail_at(path, line, "bad box value '" + f[2 + k] + "'");
+      if (!parse_double(f[2 + k], v[k]) || !std::isfinite(*v[k]) || std::abs(*v[k]) > kMaxCoordinate)
+        fail_at(path, line, "bad box value " + shown(f[2 + k]) + ": expected a finite number of pixels within 1e5");
+    if (b.w <= 0 || b.h <= 0) fail_at(path, line, "box of width " + f[4] + " and height " + f[5] + ": both must be positive");
     boxes.push_back(std::move(b));
   }
   return boxes;

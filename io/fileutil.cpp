@@ -51,7 +51,8 @@ std::string read_text_file(const std::string& path) {
 
 std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> lines;
-  size_t start = 0;
+  // A UTF-8 byte-order mark (Excel's "CSV UTF-8" starts every file with one) is no part of line 1.
+  size_t start = text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;
   while (start < text.size()) {
     size_t end = text.find('\n', start);
     if (end == std::string::npos) end = text.size();

@@ -20,6 +20,6 @@ void write_text_file(const std::string& path, const std::string& text);
 std::string read_text_file(const std::string& path);
 
 // Splits text into lines (LF or CRLF), keeping empty lines so that index+1 is the line number.
-std::vector<std::string> split_lines(const std::string& text);
+std::vector<std::string> split_lines(const std::string& text);  // \n or \r\n; a leading UTF-8 BOM is dropped
 
 }  // namespace cxr::io

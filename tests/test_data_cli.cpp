@@ -116,7 +116,8 @@ TEST_F(DataCli, SplitCheckFromCsvFindsLeakyLists) {
   cxr::test::write_file(d / "test_list.txt", test);
   r = run_cxr(d, "split-check --csv '" + csv + "' --split-lists '" + (d / "train_val_list.txt") + "' '" +
                      (d / "test_list.txt") + "' --json");
-  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.status, 0) << "a leak fails the check";
+  EXPECT_NE(r.err.find("2 patients have images in more than one set (leak)"), std::string::npos) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j.at("shared_patients").get<int64_t>(), 2);
   std::set<int64_t> examples;
@@ -125,6 +126,7 @@ TEST_F(DataCli, SplitCheckFromCsvFindsLeakyLists) {
   r = run_cxr(d, "split-check --csv '" + csv + "' --split-lists '" + (d / "train_val_list.txt") + "' '" +
                      (d / "test_list.txt") + "'");
   EXPECT_NE(r.out.find("LEAK"), std::string::npos) << r.out;
+  EXPECT_NE(r.status, 0);
 }
 
 TEST_F(DataCli, StatsJsonAndCharts) {

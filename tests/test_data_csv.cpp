@@ -44,11 +44,12 @@ TEST(DataClasses, StandardOrder) {
 
 TEST(DataCsv, ParsesElevenFieldRows) {
   ScratchDir dir("csv_ok");
-  write_file(dir / "l.csv", std::string(kHeader) +
-                                "00000001_000.png,Cardiomegaly,0,1,57,M,PA,2682,2749,0.143,0.143\r\n"
-                                "00000001_001.png,Cardiomegaly|Emphysema,1,1,58,M,AP,2894,2729,0.143,0.143\r\n"
-                                "\r\n"
-                                "00000002_000.png,No Finding,0,2,81,F,PA,2500,2048,0.171,0.171\r\n");
+  write_file(dir / "l.csv",
+             std::string(kHeader) +
+                 "00000001_000.png,Cardiomegaly,0,1,57,M,PA,2682,2749,0.143,0.143\r\n"
+                 "00000001_001.png,Cardiomegaly|Emphysema,1,1,58,M,AP,2894,2729,0.143,0.143\r\n"
+                 "\r\n"
+                 "00000002_000.png,No Finding,0,2,81,F,PA,2500,2048,0.171,0.171\r\n");
   auto rows = read_label_csv(dir / "l.csv");
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_EQ(rows[1].image, "00000001_001.png");
@@ -64,7 +65,8 @@ TEST(DataCsv, ParsesElevenFieldRows) {
 TEST(DataCsv, WriteReadRoundTrip) {
   ScratchDir dir("csv_rt");
   std::vector<LabelRow> rows(2);
-  rows[0].image = "00000007_000.png", rows[0].patient_id = 7, rows[0].labels[13] = 1, rows[0].view_position = "PA";
+  rows[0].image = "00000007_000.png", rows[0].patient_id = 7, rows[0].labels[13] = 1,
+  rows[0].view_position = "PA";
   rows[1].image = "00000008_000.png", rows[1].patient_id = 8, rows[1].view_position = "AP";
   write_label_csv(dir / "x.csv", rows);
   auto back = read_label_csv(dir / "x.csv");
@@ -79,14 +81,51 @@ TEST(DataCsv, MissingColumn) {
 }
 
 TEST(DataCsv, UnknownLabel) {
-  expect_csv_error(std::string(kHeader) + "00000001_000.png,Mass,0,1,57,M,PA,1,1,0.1,0.1\n"
-                                          "00000001_001.png,Cardiomegally,1,1,57,M,PA,1,1,0.1,0.1\n",
+  expect_csv_error(std::string(kHeader) +
+                       "00000001_000.png,Mass,0,1,57,M,PA,1,1,0.1,0.1\n"
+                       "00000001_001.png,Cardiomegally,1,1,57,M,PA,1,1,0.1,0.1\n",
                    3, "unknown label 'Cardiomegally'");
 }
 
+// Issue 14: what other writers and careless hands produce.
+TEST(DataCsv, ExcelByteOrderMarkAndCrlfAreRead) {
+  ScratchDir dir("csv_bom");
+  std::string text =
+      "\xEF\xBB\xBF" + std::string(kHeader) + "00000001_000.png,Mass|Nodule,0,1,57,M,PA,1,1,0.1,0.1\n";
+  std::string crlf;
+  for (char c : text) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+  write_file(dir / "excel.csv", crlf);
+  const auto rows = read_label_csv(dir / "excel.csv");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].labels[4], 1);  // Mass
+  EXPECT_EQ(rows[0].labels[5], 1);  // Nodule
+}
+
+TEST(DataCsv, NoFindingWithFindingsOrEmptyLabelsAreRefused) {
+  expect_csv_error(std::string(kHeader) + "00000001_000.png,No Finding|Mass,0,1,57,M,PA,1,1,0.1,0.1\n", 2,
+                   "'No Finding' together with findings in 'No Finding|Mass'");
+  expect_csv_error(std::string(kHeader) + "00000001_000.png,,0,1,57,M,PA,1,1,0.1,0.1\n", 2,
+                   "empty Finding Labels");
+}
+
+TEST(DataCsv, AHugeLabelIsNotEchoedWhole) {
+  const std::string huge(1 << 20, 'x');
+  expect_csv_error(std::string(kHeader) + "00000001_000.png," + huge + ",0,1,57,M,PA,1,1,0.1,0.1\n", 2,
+                   "unknown label 'xxxx");
+  ScratchDir dir("csv_huge");
+  write_file(dir / "l.csv", std::string(kHeader) + "00000001_000.png," + huge + ",0,1,57,M,PA,1,1,0.1,0.1\n");
+  try {
+    read_label_csv(dir / "l.csv");
+  } catch (const Error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 1000u);
+    EXPECT_NE(std::string(e.what()).find("(1048576 chars)"), std::string::npos);
+  }
+}
+
 TEST(DataCsv, DuplicateImage) {
-  expect_csv_error(std::string(kHeader) + "00000001_000.png,Mass,0,1,57,M,PA,1,1,0.1,0.1\n"
-                                          "00000001_000.png,Mass,0,1,57,M,PA,1,1,0.1,0.1\n",
+  expect_csv_error(std::string(kHeader) +
+                       "00000001_000.png,Mass,0,1,57,M,PA,1,1,0.1,0.1\n"
+                       "00000001_000.png,Mass,0,1,57,M,PA,1,1,0.1,0.1\n",
                    3, "duplicate image '00000001_000.png' (first on line 2)");
 }
 
@@ -124,7 +163,8 @@ TEST(DataCsv, SampleCounts) {
   if (path.empty()) GTEST_SKIP() << "../shared/data/nih-sample-64 absent";
   auto rows = read_label_csv(path);
   ASSERT_EQ(rows.size(), 868u);
-  const int expected[kNumClasses] = {85, 79, 133, 139, 32, 32, 9, 40, 38, 27, 37, 26, 20, 9};  // data/README.md
+  const int expected[kNumClasses] = {85, 79, 133, 139, 32, 32, 9,
+                                     40, 38, 27,  37,  26, 20, 9};  // data/README.md
   for (int c = 0; c < kNumClasses; ++c) {
     int n = 0;
     for (auto& r : rows) n += r.labels[c];
@@ -152,7 +192,8 @@ TEST(DataBBox, OfficialFile) {
 TEST(DataBBox, RoundTripAndErrors) {
   ScratchDir dir("bbox");
   std::vector<BBox> boxes(1);
-  boxes[0].image = "00000001_000.png", boxes[0].cls = 3, boxes[0].x = 10.5, boxes[0].y = 20, boxes[0].w = 30, boxes[0].h = 40;
+  boxes[0].image = "00000001_000.png", boxes[0].cls = 3, boxes[0].x = 10.5, boxes[0].y = 20, boxes[0].w = 30,
+  boxes[0].h = 40;
   write_bbox_csv(dir / "b.csv", boxes);
   EXPECT_NE(cxr::io::label_string({}).find("No Finding"), std::string::npos);
   auto back = read_bbox_csv(dir / "b.csv");
@@ -165,6 +206,18 @@ TEST(DataBBox, RoundTripAndErrors) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(":2: unknown label 'Tumour'"), std::string::npos) << e.what();
+  }
+  // Non-finite, huge or empty boxes (a NaN box made the pointing game hang).
+  for (const char* bad : {"nan,2,3,4", "1,inf,3,4", "1,2,1e12,4", "1,2,0,4", "1,2,3,-4"}) {
+    write_file(
+        dir / "d.csv",
+        std::string("Image Index,Finding Label,Bbox [x,y,w,h],,,\n00000001_000.png,Mass,") + bad + "\n");
+    try {
+      read_bbox_csv(dir / "d.csv");
+      ADD_FAILURE() << "accepted the box " << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(":2: "), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -12,6 +12,7 @@
 #include "io/split.h"
 #include "io/stats.h"
 #include "io/synth.h"
+#include "engine/error.h"
 #include "tools/commands.h"
 
 namespace cxr::cli {
@@ -184,6 +185,8 @@ void add_split_check(CLI::App& app) {
     }
     if (*json) std::cout << check_json(chk).dump(2) << "\n";
     else print_check(chk);
+    if (chk.shared_patients > 0)  // a leak is a failed check, as a script running it needs to see
+      throw cxr::Error(cxr::detail::concat(chk.shared_patients, " patients have images in more than one set (leak)"));
   });
 }
 
