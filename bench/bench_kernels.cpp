@@ -83,7 +83,7 @@ void conv_forward(benchmark::State& state, const std::string& device, int64_t C,
   const Shape xs{N, C, H, H}, ys{N, K, H, H}, ws{K, C, R, R};
   const auto xh = random_floats(size_t(xs.numel()), 1), wh = random_floats(size_t(ws.numel()), 2);
   Buf x(*be, xh), w(*be, wh), y(*be, size_t(ys.numel()));
-  const size_t wsb = be->conv2d_workspace_bytes(ys, xs, ws, g);
+  const size_t wsb = be->conv2d_workspace_bytes(ys, ys.c * ys.h * ys.w, xs, xs.c * xs.h * xs.w, ws, g);
   Buf work(*be, wsb / 4 + 1);
   auto run = [&] {
     be->conv2d_forward(Tensor(y.p, ys, be->device()), Tensor(x.p, xs, be->device()), w.p, ws, g, {work.p, wsb});
@@ -175,7 +175,7 @@ void conv_backward(benchmark::State& state, const std::string& device, int64_t C
   const auto xh = random_floats(size_t(xs.numel()), 11), wh = random_floats(size_t(ws.numel()), 12),
              dyh = random_floats(size_t(ys.numel()), 13);
   Buf x(*be, xh), w(*be, wh), dy(*be, dyh), dx(*be, size_t(xs.numel())), dw(*be, size_t(ws.numel()));
-  const size_t wsb = be->conv2d_workspace_bytes(ys, xs, ws, g);
+  const size_t wsb = be->conv2d_workspace_bytes(ys, ys.c * ys.h * ys.w, xs, xs.c * xs.h * xs.w, ws, g);
   Buf work(*be, wsb / 4 + 1);
   const Device d = be->device();
   auto run = [&] {

@@ -34,6 +34,16 @@ struct PoolGeom {
   int64_t out_size(int64_t in) const { return in + 2 * pad < kernel ? 0 : (in + 2 * pad - kernel) / stride + 1; }
 };
 
+struct MeasuredMemory {
+  size_t bytes = 0;
+  std::string how;  // e.g. "process peak RSS"
+};
+
+struct MemoryBudget {
+  size_t bytes = 0;
+  std::string source;  // e.g. "free device memory (of 139.8 GiB)", "host RAM", "--memory-budget"
+};
+
 // Adam hyper-parameters for one update (PyTorch's formulation; see Backend::adam_update).
 struct AdamParams {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
@@ -55,13 +65,20 @@ class Backend {
   virtual void synchronize() = 0;
   // Peak bytes handed out by allocate() since construction (the arena makes this the plan's total).
   virtual size_t peak_allocated_bytes() const = 0;
-  // Memory this device has in all (host RAM for the CPU), for default budgets; 0 when unknown.
-  virtual size_t memory_capacity_bytes() const = 0;
+  // What the device really gave this process at its peak, measured outside allocate(): CUDA, the
+  // device's memory in use with the context and cuDNN/cuBLAS's own memory (Note [measured device
+  // memory] in kernels/cuda/device_memory.h); CPU, the process's peak RSS. `how` says which.
+  virtual MeasuredMemory measured_peak() = 0;
+  // What a budget may plan when none is given: CUDA, the device's free memory now (after the
+  // context, the libraries and any other process); CPU, host RAM. 0 bytes when unknown.
+  virtual MemoryBudget default_memory_budget() const = 0;
 
   // ---- convolution: y (N, K, P, Q), x (N, C, H, W), w (K, C, R, R) packed OIHW ------------------
-  // Bytes of workspace the three convolution calls below need for these shapes.
-  virtual size_t conv2d_workspace_bytes(const Shape& y, const Shape& x, const Shape& w,
-                                        const ConvGeom& g) = 0;
+  // Bytes of workspace the three convolution calls below need for views of these shapes and batch
+  // strides (a channel slice of a dense block has a batch stride above C*H*W; backward's dy and dx
+  // are laid out as y and x). cuDNN ranks its algorithms per layout, so the strides matter.
+  virtual size_t conv2d_workspace_bytes(const Shape& y, int64_t y_batch_stride, const Shape& x,
+                                        int64_t x_batch_stride, const Shape& w, const ConvGeom& g) = 0;
   // y = conv(x, w)  (overwrite)
   virtual void conv2d_forward(const Tensor& y, const Tensor& x, const float* w, const Shape& wshape,
                               const ConvGeom& g, Workspace ws) = 0;

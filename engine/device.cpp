@@ -1,5 +1,6 @@
 // Backend selection. The CUDA entry points live in kernels/cuda when CUDA is compiled in.
 #include "engine/backend.h"
+#include "engine/library_versions.h"
 
 namespace cxr {
 
@@ -7,6 +8,7 @@ namespace cxr {
 bool cuda_compiled() { return false; }
 int cuda_device_count() { return 0; }
 std::string cuda_unavailable_reason() { return "this build has no CUDA backend (configured without CUDA)"; }
+std::string cuda_library_versions() { return "no CUDA backend in this build"; }
 std::unique_ptr<Backend> make_cuda_backend(int) {
   CXR_FAIL("the CUDA backend is not compiled into this build; reconfigure with -DCXR_CUDA=ON where "
            "nvcc and cuDNN are installed");

@@ -48,7 +48,12 @@ void DenseNet::build() {
                where, " would be empty (use at least 32x32)");
   };
   size_t workspace = 0;
-  auto note_ws = [&](const Conv2d& c, const Shape& x) { workspace = std::max(workspace, c.workspace_bytes(be_, x)); };
+  // The workspace the convolution needs for the views it runs on: a packed input, and an output
+  // (and gradient) of batch stride y_bstride, packed unless given.
+  auto note_ws = [&](const Conv2d& c, const Shape& x, int64_t y_bstride = 0) {
+    const Shape y = c.out_shape(x);
+    workspace = std::max(workspace, c.workspace_bytes(be_, x, y_bstride ? y_bstride : y.c * y.h * y.w));
+  };
   auto grow = [&](MemoryPlan::Id id, const Shape& s) { plan_.grow(id, sizeof(float) * size_t(s.numel())); };
   const int64_t N = n_;
   std::optional<MemoryPlan::Id> shared_bottleneck;
@@ -98,7 +103,7 @@ void DenseNet::build() {
       L.conv2.init(table_, p + "_2_conv", cfg_.growth, cfg_.bottleneck, 3, 1, 1);
       const Shape wide{N, L.c_in, H, W}, narrow{N, cfg_.bottleneck, H, W};
       note_ws(L.conv1, wide);
-      note_ws(L.conv2, narrow);
+      note_ws(L.conv2, narrow, c_final * H * W);  // writes channels [c_in, c_in + growth) of the block
       grow(scratch_.wide1, wide);
       grow(scratch_.wide2, wide);
       grow(scratch_.narrow1, narrow);
@@ -134,7 +139,8 @@ void DenseNet::build() {
       H = blk.transition.pool.out_size(H);
       W = blk.transition.pool.out_size(W);
       fits(H, ("after transition " + p).c_str());
-      note_ws(blk.transition.conv, pooled);
+      // Writes channels [0, C) of the next block's buffer.
+      note_ws(blk.transition.conv, pooled, (C + cfg_.blocks[b + 1] * cfg_.growth) * H * W);
       info_.push_back({p, "transition", {1, C, H, W}, 2 * (C * 2) + table_[blk.transition.conv.param].numel});
     }
     blocks_.push_back(std::move(blk));

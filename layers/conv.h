@@ -14,8 +14,10 @@ struct Conv2d {
   Shape out_shape(const Shape& x) const {
     return Shape{x.n, wshape.n, geom.out_size(x.h), geom.out_size(x.w)};
   }
-  size_t workspace_bytes(Backend& be, const Shape& x) const {
-    return be.conv2d_workspace_bytes(out_shape(x), x, wshape, geom);
+  // For a packed input x and an output (and its gradient) `y_batch_stride` floats apart per image:
+  // a channel slice of a block buffer when the layer writes into one.
+  size_t workspace_bytes(Backend& be, const Shape& x, int64_t y_batch_stride) const {
+    return be.conv2d_workspace_bytes(out_shape(x), y_batch_stride, x, x.c * x.h * x.w, wshape, geom);
   }
   void forward(const StepContext& s, const Tensor& y, const Tensor& x) const;
   // dW (=) from dy and the layer's input x.

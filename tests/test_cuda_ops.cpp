@@ -172,8 +172,8 @@ TEST_P(CudaConv, MatchesCpu) {
   Pair x(*cpu, *gpu, random_vector(xl.buffer_size(), seed));
   Pair w(*cpu, *gpu, random_vector(size_t(wsh.numel()), seed + 1));
   Pair dy(*cpu, *gpu, random_vector(yl.buffer_size(), seed + 2));
-  const size_t cpu_bytes = cpu->conv2d_workspace_bytes(ys, xs, wsh, g);
-  const size_t gpu_bytes = gpu->conv2d_workspace_bytes(ys, xs, wsh, g);
+  const size_t cpu_bytes = cpu->conv2d_workspace_bytes(ys, yl.batch_stride(), xs, xl.batch_stride(), wsh, g);
+  const size_t gpu_bytes = gpu->conv2d_workspace_bytes(ys, yl.batch_stride(), xs, xl.batch_stride(), wsh, g);
   DeviceBuffer cpu_ws(*cpu, cpu_bytes / sizeof(float) + 1), gpu_ws(*gpu, gpu_bytes / sizeof(float) + 1);
   const Workspace cw{cpu_ws.data(), cpu_bytes}, gw{gpu_ws.data(), gpu_bytes};
 
@@ -268,6 +268,32 @@ TEST_F(CudaBatchNorm, StatsAndRunningUpdate) {
                                 momentum, correction);
   expect_close(rmean, kRounding, "running mean, update alone");
   expect_close(rvar, kRounding, "running var, update alone");
+}
+
+// Few channels of many elements take the split statistics (Note [BN statistics over many blocks]):
+// 32 channels of 8 x 40 x 40 = 12800 elements split whenever the GPU has 9 or more multiprocessors
+// (4 blocks per multiprocessor > 32 channels, at most 12800 / 2048 = 6 chunks each). The CPU side
+// is the same oracle as above, so the tolerance is the same one rounding.
+TEST_F(CudaBatchNorm, StatsOfFewChannelsSplitOverBlocks) {
+  CXR_REQUIRE_CUDA(gpu);
+  auto cpu = make_cpu_backend();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed_text(seed));
+  const Shape few{8, 32, 40, 40};
+  const Layout fl = Layout::slice(few, 64, 0);  // a dense layer's new channels, at the end of its block
+  Pair x(*cpu, *gpu, random_vector(fl.buffer_size(), seed, 1.5f, 3.5f));
+  Pair mean(*cpu, *gpu, size_t(few.c)), invstd(*cpu, *gpu, size_t(few.c));
+  Pair rmean(*cpu, *gpu, random_vector(size_t(few.c), seed + 1));
+  Pair rvar(*cpu, *gpu, random_vector(size_t(few.c), seed + 2, 0.5f, 1.5f));
+  const double count = double(few.n * few.h * few.w), correction = count / (count - 1);
+  cpu->batchnorm_stats(mean.cpu.data(), invstd.cpu.data(), rmean.cpu.data(), rvar.cpu.data(), x.cpu_view(fl),
+                       1.001e-5, 0.99, correction);
+  gpu->batchnorm_stats(mean.gpu.data(), invstd.gpu.data(), rmean.gpu.data(), rvar.gpu.data(), x.gpu_view(fl),
+                       1.001e-5, 0.99, correction);
+  expect_close(mean, kRounding, "mean");
+  expect_close(invstd, kRounding, "invstd");
+  expect_close(rmean, kRounding, "running mean");
+  expect_close(rvar, kRounding, "running var");
 }
 
 TEST_F(CudaBatchNorm, Apply) {

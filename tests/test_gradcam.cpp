@@ -307,15 +307,6 @@ TEST(GradCam, OverlayBlendsTurbo) {
 
 // ---- the command --------------------------------------------------------------------------------
 
-// Runs a shell command; returns its exit status, stdout and stderr.
-int run(const std::string& cmd, std::string* out, std::string* err, const std::string& scratch) {
-  const std::string o = scratch + "/.stdout", e = scratch + "/.stderr";
-  const int rc = std::system((cmd + " >" + o + " 2>" + e).c_str());
-  *out = io::read_text_file(o);
-  *err = io::read_text_file(e);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 // A model file of random (Keras-default) weights for S x S images.
 void write_random_model(const std::string& path, int64_t S, uint64_t seed) {
   auto be = make_cpu_backend();
@@ -331,22 +322,15 @@ void write_random_model(const std::string& path, int64_t S, uint64_t seed) {
 
 TEST(GradCam, CliSyntheticBoxesPointingGame) {
   ScratchDir dir("gradcam_cli");
-  std::string out, err;
-  const std::string cxr = CXR_BINARY;
-  ASSERT_EQ(
-      run(cxr + " synth --out " + dir / "synth" + " --patients 6 --size 64 --seed 3", &out, &err, dir.path()),
-      0)
-      << err;
+  RunResult run = run_cxr(dir, "synth --out " + dir / "synth" + " --patients 6 --size 64 --seed 3");
+  ASSERT_EQ(run.status, 0) << run.err;
   write_random_model(dir / "model.h5", 64, 7);
-  const std::string base =
-      cxr + " gradcam --weights " + dir / "model.h5" + " --batch 4 --device cpu --quiet ";
-  ASSERT_EQ(run(base + "--out " + dir / "cam" + " --top-k 1 --boxes " + dir / "synth/BBox_List_2017.csv" +
-                    " --json " + dir / "synth/images",
-                &out, &err, dir.path()),
-            0)
-      << err;
-  const json r = json::parse(out);
-  ASSERT_TRUE(r.contains("pointing_game")) << out.substr(0, 400);
+  const std::string base = "gradcam --weights " + dir / "model.h5" + " --batch 4 --device cpu --quiet ";
+  run = run_cxr(dir, base + "--out " + dir / "cam" + " --top-k 1 --boxes " + dir / "synth/BBox_List_2017.csv" +
+                         " --json " + dir / "synth/images");
+  ASSERT_EQ(run.status, 0) << run.err;
+  const json r = json::parse(run.out);
+  ASSERT_TRUE(r.contains("pointing_game")) << run.out.substr(0, 400);
   const auto boxes = io::read_bbox_csv(dir / "synth/BBox_List_2017.csv");
   ASSERT_FALSE(boxes.empty());
   ASSERT_TRUE(r["pointing_game"].is_number());
@@ -366,21 +350,16 @@ TEST(GradCam, CliSyntheticBoxesPointingGame) {
   EXPECT_TRUE(fs::exists(dir / "cam/gradcam.json"));
 
   // The table form: one line per map plus the pointing-game table.
-  ASSERT_EQ(run(base + "--out " + dir / "cam2" + " --class Cardiomegaly,Mass " + dir / "synth/images", &out,
-                &err, dir.path()),
-            0)
-      << err;
-  EXPECT_NE(out.find("Cardiomegaly"), std::string::npos);
-  EXPECT_NE(out.find("p="), std::string::npos);
+  run = run_cxr(dir, base + "--out " + dir / "cam2" + " --class Cardiomegaly,Mass " + dir / "synth/images");
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.out.find("Cardiomegaly"), std::string::npos);
+  EXPECT_NE(run.out.find("p="), std::string::npos);
 
   // Errors: one line on stderr, non-zero exit.
-  EXPECT_NE(run(base + "--out " + dir / "cam3" + " --class NoSuchClass " + dir / "synth/images", &out, &err,
-                dir.path()),
-            0);
-  EXPECT_NE(err.find("NoSuchClass"), std::string::npos) << err;
-  EXPECT_NE(run(base + "--out " + dir / "cam3" + " --all --top-k 2 " + dir / "synth/images", &out, &err,
-                dir.path()),
-            0);
+  run = run_cxr(dir, base + "--out " + dir / "cam3" + " --class NoSuchClass " + dir / "synth/images");
+  EXPECT_NE(run.status, 0);
+  EXPECT_NE(run.err.find("NoSuchClass"), std::string::npos) << run.err;
+  EXPECT_NE(run_cxr(dir, base + "--out " + dir / "cam3" + " --all --top-k 2 " + dir / "synth/images").status, 0);
 }
 
 TEST(GradCam, RealNih512Overlays) {

@@ -168,12 +168,12 @@ TEST(Report, MissingPartsAreStatedNotFatal) {
 TEST(Report, CliWritesReport) {
   ScratchDir dir("report_cli");
   make_run_folder(dir.path());
-  const std::string cmd = std::string(CXR_BINARY) + " report " + dir.path() + " --out " + dir / "r.html" +
-                          " >" + dir / "out.txt" + " 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << io::read_text_file(dir / "out.txt");
+  const RunResult ok = run_cxr(dir, "report " + dir.path() + " --out " + dir / "r.html");
+  ASSERT_EQ(ok.status, 0) << ok.out << ok.err;
   EXPECT_TRUE(fs::exists(dir / "r.html"));
-  const std::string bad = std::string(CXR_BINARY) + " report " + dir / "no_such_dir" + " >/dev/null 2>&1";
-  EXPECT_NE(std::system(bad.c_str()), 0);
+  const RunResult bad = run_cxr(dir, "report " + dir / "no_such_dir");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("no_such_dir"), std::string::npos) << bad.err;
 }
 
 // ---- headless Chromium ----------------------------------------------------------------------------

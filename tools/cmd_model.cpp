@@ -130,7 +130,7 @@ void run_bench(const BenchOptions& o) {
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2];
   const double ips = double(o.batch) / median;
-  const size_t peak = be->device() == Device::CPU ? peak_rss_bytes() : be->peak_allocated_bytes();
+  const MeasuredMemory peak = be->measured_peak();  // beside the arena's own figure
   if (o.json) {
     nlohmann::json j{{"arch", o.arch},
                      {"device", be->name()},
@@ -141,8 +141,9 @@ void run_bench(const BenchOptions& o) {
                      {"steps", o.steps},
                      {"median_step_seconds", median},
                      {"images_per_second", ips},
-                     {"peak_bytes", peak},
-                     {"peak_bytes_kind", be->device() == Device::CPU ? "process peak RSS" : "device allocations"},
+                     {"peak_bytes", peak.bytes},
+                     {"peak_bytes_kind", peak.how},
+                     {"allocated_peak_bytes", be->peak_allocated_bytes()},
                      {"arena_bytes", net.plan().total_bytes()},
                      {"rss_before_model_bytes", rss_before}};
     std::cout << j.dump(2) << "\n";
@@ -154,8 +155,8 @@ void run_bench(const BenchOptions& o) {
   std::printf("median step         %.4f s over %ld steps\n", median, long(o.steps));
   std::printf("images/s            %.2f\n", ips);
   std::printf("arena (planned)     %s\n", format_bytes(double(net.plan().total_bytes())).c_str());
-  std::printf("peak memory         %s (%s)\n", format_bytes(double(peak)).c_str(),
-              be->device() == Device::CPU ? "process peak RSS" : "device allocations");
+  std::printf("allocated by cxr    %s (peak)\n", format_bytes(double(be->peak_allocated_bytes())).c_str());
+  std::printf("peak memory         %s (measured: %s)\n", format_bytes(double(peak.bytes)).c_str(), peak.how.c_str());
 }
 
 }  // namespace

@@ -30,7 +30,8 @@ void run_plan(const PlanOptions& o) {
   if (o.precision != "fp32" && o.precision != "tf32")
     CXR_FAIL("--precision ", o.precision, ": this build plans fp32/tf32 storage only (bf16/fp16 are issue 7's work)");
   auto be = make_backend(o.device);
-  const size_t budget = app::memory_budget_bytes(*be, o.memory);
+  const MemoryBudget given = app::memory_budget(*be, o.memory);
+  const size_t budget = given.bytes;
   DenseNetConfig cfg = DenseNetConfig::from_arch(o.arch, o.classes);
   // Largest batch within the budget: under "auto" the most frugal policy's (auto switches to it).
   int64_t max_batch = -1;
@@ -61,6 +62,7 @@ void run_plan(const PlanOptions& o) {
     for (int c = 0; c < int(MemCategory::Count); ++c)
       j["categories"][category_name(MemCategory(c))] = plan.category_bytes(MemCategory(c));
     if (budget > 0) j["memory_budget_bytes"] = budget, j["max_batch"] = max_batch, j["fits_budget"] = fits;
+    j["memory_budget_source"] = given.source;
     std::cout << j.dump(2) << "\n";
     return;
   }
@@ -71,6 +73,7 @@ void run_plan(const PlanOptions& o) {
                 format_bytes(double(plan.category_bytes(MemCategory(c)))).c_str());
   std::printf("  %-32s %12s\n", "total (one allocation)", format_bytes(double(plan.total_bytes())).c_str());
   if (!o.inference) std::printf("recomputed in backward: %s\n", recompute_name(cfg));
+  std::printf("memory budget: %s, %s\n", format_bytes(double(budget)).c_str(), given.source.c_str());
   if (budget > 0) {
     if (!fits)
       std::printf("over the budget of %s by %s\n", format_bytes(double(budget)).c_str(),

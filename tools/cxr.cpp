@@ -2,12 +2,14 @@
 #include <cstdio>
 #include <exception>
 
+#include "engine/library_versions.h"
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"cxr: a chest X-ray diagnosis engine (DenseNet121 on CPU or CUDA)", "cxr"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "cxr 0.1.0");
+  // The loaded cuDNN and cuBLAS beside the compiled ones (no GPU needed to read them).
+  app.set_version_flag("--version", [] { return "cxr 0.1.0\n" + cxr::cuda_library_versions(); });
   cxr::cli::add_model_commands(app);
   cxr::cli::add_data_commands(app);
   cxr::cli::add_weights_commands(app);

@@ -10,11 +10,11 @@ void add_memory_policy_options(CLI::App* cmd, MemoryPolicyOptions* o) {
       ->check(CLI::IsMember({"auto", "bn-relu", "bn-relu+bottleneck"}))
       ->capture_default_str();
   cmd->add_option("--memory-budget", o->budget, "Memory the step may plan, e.g. 12G, 512M or bytes "
-                                                "(default: the device's memory)");
+                                                "(default: a GPU's free memory, or host RAM)");
 }
 
-size_t memory_budget_bytes(Backend& be, const MemoryPolicyOptions& o) {
-  return o.budget.empty() ? be.memory_capacity_bytes() : parse_bytes(o.budget);
+MemoryBudget memory_budget(Backend& be, const MemoryPolicyOptions& o) {
+  return o.budget.empty() ? be.default_memory_budget() : MemoryBudget{parse_bytes(o.budget), "--memory-budget"};
 }
 
 int64_t largest_batch(const std::function<size_t(int64_t)>& plan_bytes, size_t budget) {
@@ -33,7 +33,8 @@ int64_t max_training_batch(Backend& be, const DenseNetConfig& cfg, int64_t heigh
 
 DenseNetConfig apply_memory_policy(Backend& be, DenseNetConfig cfg, int64_t batch, int64_t height, int64_t width,
                                    const MemoryPolicyOptions& o) {
-  const size_t budget = memory_budget_bytes(be, o);
+  const MemoryBudget given = memory_budget(be, o);
+  const size_t budget = given.bytes;
   if (o.recompute != "auto") {
     cfg.recompute_bottleneck = o.recompute == "bn-relu+bottleneck";
     if (o.budget.empty()) return cfg;  // the allocation itself reports a device that is too small
@@ -48,7 +49,7 @@ DenseNetConfig apply_memory_policy(Backend& be, DenseNetConfig cfg, int64_t batc
   DenseNetConfig frugal = cfg;
   frugal.recompute_bottleneck = true;
   CXR_FAIL("a training step at batch ", batch, " and ", height, "x", width, " does not fit ",
-           o.budget.empty() ? "the device's memory, " : "--memory-budget ", format_bytes(double(budget)),
+           o.budget.empty() ? given.source + ", " : "--memory-budget ", format_bytes(double(budget)),
            " even recomputing bottlenecks (", format_bytes(double(training_plan_bytes(be, frugal, batch, height, width))),
            "); largest batch that fits: ", max_training_batch(be, frugal, height, width, budget));
 }

@@ -12,13 +12,13 @@ namespace cxr::app {
 
 struct MemoryPolicyOptions {
   std::string recompute = "auto";  // auto, bn-relu, bn-relu+bottleneck
-  std::string budget;              // empty: the device's memory
+  std::string budget;              // empty: the backend's default_memory_budget()
 };
 
 void add_memory_policy_options(CLI::App* cmd, MemoryPolicyOptions* o);
 
-// The budget in bytes: --memory-budget, or the device's memory (host RAM for the CPU).
-size_t memory_budget_bytes(Backend& be, const MemoryPolicyOptions& o);
+// The budget: --memory-budget, or the backend's default (a GPU's free memory, host RAM), with its source.
+MemoryBudget memory_budget(Backend& be, const MemoryPolicyOptions& o);
 
 // cfg with the policy applied for a training step of this batch and size. "auto" takes the
 // fastest policy that fits the budget; a named policy is taken as asked, and checked against the

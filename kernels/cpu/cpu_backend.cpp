@@ -2,6 +2,7 @@
 #include "kernels/cpu/cpu_backend.h"
 
 #include <cblas.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -61,16 +62,23 @@ void CpuBackend::release(void* p) {
   std::free(p);
 }
 
-size_t CpuBackend::memory_capacity_bytes() const {
+MeasuredMemory CpuBackend::measured_peak() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return MeasuredMemory{size_t(u.ru_maxrss) * 1024, "process peak RSS"};  // Linux reports KiB
+}
+
+MemoryBudget CpuBackend::default_memory_budget() const {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? size_t(pages) * size_t(page) : 0;
+  return MemoryBudget{pages > 0 && page > 0 ? size_t(pages) * size_t(page) : 0, "host RAM"};
 }
 
 void CpuBackend::copy_to_device(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void CpuBackend::copy_to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void CpuBackend::fill(float* dst, float value, int64_t count) { std::fill(dst, dst + count, value); }
 
-size_t CpuBackend::conv2d_workspace_bytes(const Shape& y, const Shape& x, const Shape& w, const ConvGeom& g) {
+size_t CpuBackend::conv2d_workspace_bytes(const Shape& y, int64_t, const Shape& x, int64_t, const Shape& w,
+                                          const ConvGeom& g) {
   check_conv_shapes(y, x, w, g, "conv2d_workspace_bytes");
   return sizeof(float) * size_t(cpu::conv2d_col_elems(y, x, g));
 }

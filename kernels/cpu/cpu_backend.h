@@ -21,10 +21,12 @@ class CpuBackend final : public Backend {
   void fill(float* dst, float value, int64_t count) override;
   void synchronize() override {}
   size_t peak_allocated_bytes() const override { return peak_; }
-  size_t memory_capacity_bytes() const override;
+  MeasuredMemory measured_peak() override;
+  MemoryBudget default_memory_budget() const override;
 
-  size_t conv2d_workspace_bytes(const Shape& y, const Shape& x, const Shape& w,
-                                const ConvGeom& g) override;
+  // im2col columns: the strides do not matter.
+  size_t conv2d_workspace_bytes(const Shape& y, int64_t y_batch_stride, const Shape& x, int64_t x_batch_stride,
+                                const Shape& w, const ConvGeom& g) override;
   void conv2d_forward(const Tensor& y, const Tensor& x, const float* w, const Shape& wshape,
                       const ConvGeom& g, Workspace ws) override;
   void conv2d_backward_data(const Tensor& dx, GradMode mode, const Tensor& dy, const float* w,

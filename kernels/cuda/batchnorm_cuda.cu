@@ -3,8 +3,22 @@
 // (mean, then centred squares), so the float results agree with the oracle to about one rounding.
 //
 // Layout of the reductions: one block per channel (a grid-stride loop over channels when C exceeds
-// the grid), its threads striding over the channel's N*H*W elements, combined by a block sum.
-// Simple and deterministic; faster multi-block reductions are issue 7's business.
+// the grid), its threads striding over the channel's N*H*W elements, combined by a block sum; the
+// statistics of few channels spread each channel over several blocks (Note [BN statistics over
+// many blocks]). Deterministic: every sum adds the same terms in a fixed order on every run.
+//
+// Note [BN statistics over many blocks]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A dense layer's BN computes statistics for its 32 new channels only (Note [BN statistics once per
+// channel] in layers/batchnorm.h): one block per channel would keep 32 of an H100's 132
+// multiprocessors busy. bn_stat_splits (kernels/bn_launch.h) cuts each channel's elements into
+// `splits` chunks, one block each, to reach 4 blocks per multiprocessor: pass 1 writes each chunk's
+// sum, pass 2 each chunk's sum of squares centred on the channel's mean (every block re-adds pass 1's
+// partials in order to get it), and a finishing kernel adds the partials in order and writes what
+// the single-block kernel writes. The two passes keep the CPU's two-pass scheme; only the order of
+// the double additions changes (about 1e-16 relative), so the float results still agree with the
+// oracle to one rounding.
+#include "kernels/bn_launch.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device_util.cuh"
 
@@ -12,38 +26,77 @@ namespace cxr {
 
 namespace {
 
-using cuda::View;
+using cuda::ViewT;
 
 constexpr int kReduceThreads = 512;
+constexpr int64_t kMinChunk = 4 * kReduceThreads;  // elements per block of a split channel
 
 unsigned channel_blocks(int64_t channels) {
   return unsigned(std::clamp<int64_t>(channels, 1, cuda::kMaxBlocks));
 }
 
+// What every statistics kernel writes for channel c, from its mean and biased variance.
+__device__ void write_stats(int64_t c, double m, double var, float* mean, float* invstd, float* running_mean,
+                            float* running_var, double eps, double momentum, double var_correction) {
+  mean[c] = float(m);
+  invstd[c] = float(1.0 / sqrt(var + eps));
+  if (running_mean) running_mean[c] = float(momentum * running_mean[c] + (1 - momentum) * m);
+  if (running_var) running_var[c] = float(momentum * running_var[c] + (1 - momentum) * var * var_correction);
+}
+
 // mean[c], invstd[c] = 1/sqrt(var_biased + eps); running = momentum*running + (1-momentum)*batch,
-// the variance folded in being var_biased * var_correction.
+// the variance folded in being var_biased * var_correction. One block per channel.
+template <typename Index>
 __global__ void __launch_bounds__(kReduceThreads)
-    bn_stats_kernel(float* mean, float* invstd, float* running_mean, float* running_var, View x, double eps,
-                    double momentum, double var_correction) {
-  const int64_t per_channel = x.n * x.hw;
+    bn_stats_kernel(float* mean, float* invstd, float* running_mean, float* running_var, ViewT<Index> x,
+                    double eps, double momentum, double var_correction) {
+  const Index per_channel = x.n * x.hw;
   const double count = double(per_channel);
-  for (int64_t c = blockIdx.x; c < x.c; c += gridDim.x) {
+  for (Index c = blockIdx.x; c < x.c; c += gridDim.x) {
     double s = 0;
-    for (int64_t j = threadIdx.x; j < per_channel; j += blockDim.x) s += x.data[x.channel_offset(c, j)];
+    for (Index j = threadIdx.x; j < per_channel; j += blockDim.x) s += x.data[x.channel_offset(c, j)];
     const double m = cuda::block_sum(s) / count;
     double ss = 0;
-    for (int64_t j = threadIdx.x; j < per_channel; j += blockDim.x) {
+    for (Index j = threadIdx.x; j < per_channel; j += blockDim.x) {
       const double d = double(x.data[x.channel_offset(c, j)]) - m;
       ss += d * d;
     }
     const double var = cuda::block_sum(ss) / count;  // biased: what normalisation uses
-    if (threadIdx.x == 0) {
-      mean[c] = float(m);
-      invstd[c] = float(1.0 / sqrt(var + eps));
-      if (running_mean) running_mean[c] = float(momentum * running_mean[c] + (1 - momentum) * m);
-      if (running_var)
-        running_var[c] = float(momentum * running_var[c] + (1 - momentum) * var * var_correction);
-    }
+    if (threadIdx.x == 0) write_stats(c, m, var, mean, invstd, running_mean, running_var, eps, momentum, var_correction);
+  }
+}
+
+// Sum of a channel's `splits` partials, in order.
+__device__ double partial_total(const double* partials, int splits) {
+  double t = 0;
+  for (int s = 0; s < splits; ++s) t += partials[s];
+  return t;
+}
+
+// Block (chunk, c) of a split channel: pass 1 (centred == false) writes the chunk's sum; pass 2 its
+// sum of squares about the channel's mean, from pass 1's partials.
+template <typename Index, bool Centred>
+__global__ void __launch_bounds__(kReduceThreads)
+    bn_partial_kernel(double* out, const double* sums, ViewT<Index> x, Index chunk, int splits) {
+  const Index c = blockIdx.y, per_channel = x.n * x.hw;
+  const Index begin = Index(blockIdx.x) * chunk, end = min(per_channel, begin + chunk);
+  const double m = Centred ? partial_total(sums + c * splits, splits) / double(per_channel) : 0.0;
+  double acc = 0;
+  for (Index j = begin + threadIdx.x; j < end; j += blockDim.x) {
+    const double v = double(x.data[x.channel_offset(c, j)]) - m;
+    acc += Centred ? v * v : v;
+  }
+  acc = cuda::block_sum(acc);
+  if (threadIdx.x == 0) out[c * splits + blockIdx.x] = acc;
+}
+
+__global__ void bn_finish_stats_kernel(float* mean, float* invstd, float* running_mean, float* running_var,
+                                       const double* sums, const double* squares, int64_t channels, int splits,
+                                       double count, double eps, double momentum, double var_correction) {
+  for (int64_t c = cuda::global_thread(); c < channels; c += cuda::grid_threads()) {
+    const double m = partial_total(sums + c * splits, splits) / count;
+    const double var = partial_total(squares + c * splits, splits) / count;
+    write_stats(c, m, var, mean, invstd, running_mean, running_var, eps, momentum, var_correction);
   }
 }
 
@@ -68,11 +121,12 @@ __global__ void bn_inference_stats_kernel(float* mean, float* invstd, const floa
 // y = x * scale + shift (then max(0, .)), scale = gamma*invstd, shift = beta - mean*scale. The
 // _rn intrinsics keep nvcc from contracting into FMAs, so the arithmetic is the CPU's, operation for
 // operation. y may alias x: each element is read, then written, by the same thread.
-__global__ void bn_apply_kernel(View y, View x, const float* gamma, const float* beta, const float* mean,
-                                const float* invstd, bool relu) {
-  const int64_t count = x.count();
-  for (int64_t i = cuda::global_thread(); i < count; i += cuda::grid_threads()) {
-    const int64_t c = x.channel_of(i);
+template <typename Index>
+__global__ void bn_apply_kernel(ViewT<Index> y, ViewT<Index> x, const float* gamma, const float* beta,
+                                const float* mean, const float* invstd, bool relu) {
+  const Index count = x.count();
+  for (Index i = cuda::global_thread<Index>(); i < count; i += cuda::grid_threads<Index>()) {
+    const Index c = x.channel_of(i);
     const float scale = __fmul_rn(gamma[c], invstd[c]);
     const float shift = __fsub_rn(beta[c], __fmul_rn(mean[c], scale));
     float v = __fadd_rn(__fmul_rn(x.data[x.offset(i)], scale), shift);
@@ -85,13 +139,14 @@ __global__ void bn_apply_kernel(View y, View x, const float* gamma, const float*
 // dx (=|+=) gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)). The block finishes its channel's
 // sums before it writes dx, so dx may alias dy. Relu: dy counts only where bn_apply_kernel's output
 // was positive, recomputed from x with its arithmetic (the same _rn operations).
-template <bool Relu>
+template <bool Relu, typename Index>
 __global__ void __launch_bounds__(kReduceThreads)
-    bn_backward_kernel(View dx, bool accumulate, float* dgamma, float* dbeta, View dy, View x,
-                       const float* gamma, const float* beta, const float* mean, const float* invstd) {
-  const int64_t per_channel = x.n * x.hw;
+    bn_backward_kernel(ViewT<Index> dx, bool accumulate, float* dgamma, float* dbeta, ViewT<Index> dy,
+                       ViewT<Index> x, const float* gamma, const float* beta, const float* mean,
+                       const float* invstd) {
+  const Index per_channel = x.n * x.hw;
   const double count = double(per_channel);
-  for (int64_t c = blockIdx.x; c < x.c; c += gridDim.x) {
+  for (Index c = blockIdx.x; c < x.c; c += gridDim.x) {
     const double m = mean[c], is = invstd[c];
     float scale = 0.0f, shift = 0.0f;
     if (Relu) {
@@ -99,7 +154,7 @@ __global__ void __launch_bounds__(kReduceThreads)
       shift = __fsub_rn(beta[c], __fmul_rn(mean[c], scale));
     }
     double sdy = 0, sdyx = 0;
-    for (int64_t j = threadIdx.x; j < per_channel; j += blockDim.x) {
+    for (Index j = threadIdx.x; j < per_channel; j += blockDim.x) {
       const float p = x.data[x.channel_offset(c, j)];
       float g = dy.data[dy.channel_offset(c, j)];
       if (Relu && !(__fadd_rn(__fmul_rn(p, scale), shift) > 0.0f)) g = 0.0f;
@@ -113,7 +168,7 @@ __global__ void __launch_bounds__(kReduceThreads)
       dbeta[c] = float(sdy);
     }
     const double mdy = sdy / count, mdyx = sdyx / count, k = double(gamma[c]) * is;
-    for (int64_t j = threadIdx.x; j < per_channel; j += blockDim.x) {
+    for (Index j = threadIdx.x; j < per_channel; j += blockDim.x) {
       const float p = x.data[x.channel_offset(c, j)];
       float g = dy.data[dy.channel_offset(c, j)];
       if (Relu && !(__fadd_rn(__fmul_rn(p, scale), shift) > 0.0f)) g = 0.0f;
@@ -132,9 +187,32 @@ void CudaBackend::batchnorm_stats(float* mean, float* invstd, float* running_mea
   check_plane_contiguous(x, "batchnorm_stats x");
   CXR_CHECK(x.n() * x.h() * x.w() > 0, "batchnorm_stats over an empty batch ", x.shape.str());
   if (x.c() == 0) return;
-  bn_stats_kernel<<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(
-      mean, invstd, running_mean, running_var, cuda::view_of(x), eps, momentum, var_correction);
-  CXR_CUDA_CHECK_LAUNCH();
+  const int64_t per_channel = x.n() * x.h() * x.w();
+  // Note [BN statistics over many blocks]: 4 blocks per multiprocessor.
+  const int64_t splits = bn_stat_splits(x.c(), per_channel, 4 * int64_t(multiprocessors_), kMinChunk,
+                                        int64_t(bn_partial_capacity_));
+  cuda::with_index_type({&x}, [&](auto tag) {
+    using Index = decltype(tag);
+    const ViewT<Index> xv = cuda::view_of<Index>(x);
+    if (splits == 1) {
+      bn_stats_kernel<<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(mean, invstd, running_mean, running_var,
+                                                                             xv, eps, momentum, var_correction);
+      CXR_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    double* sums = bn_partials_.get();
+    double* squares = sums + x.c() * splits;
+    const Index chunk = Index((per_channel + splits - 1) / splits);
+    const dim3 grid(unsigned(splits), unsigned(x.c()));
+    bn_partial_kernel<Index, false><<<grid, kReduceThreads, 0, stream()>>>(sums, nullptr, xv, chunk, int(splits));
+    CXR_CUDA_CHECK_LAUNCH();
+    bn_partial_kernel<Index, true><<<grid, kReduceThreads, 0, stream()>>>(squares, sums, xv, chunk, int(splits));
+    CXR_CUDA_CHECK_LAUNCH();
+    bn_finish_stats_kernel<<<cuda::blocks_for(x.c()), cuda::kThreads, 0, stream()>>>(
+        mean, invstd, running_mean, running_var, sums, squares, x.c(), int(splits), double(per_channel), eps,
+        momentum, var_correction);
+    CXR_CUDA_CHECK_LAUNCH();
+  });
 }
 
 void CudaBackend::batchnorm_running_update(float* running_mean, float* running_var, const float* mean,
@@ -162,8 +240,11 @@ void CudaBackend::batchnorm_apply(const Tensor& y, const Tensor& x, const float*
   check_plane_contiguous(y, "batchnorm_apply y");
   check_plane_contiguous(x, "batchnorm_apply x");
   if (x.numel() == 0) return;
-  bn_apply_kernel<<<cuda::blocks_for(x.numel()), cuda::kThreads, 0, stream()>>>(
-      cuda::view_of(y), cuda::view_of(x), gamma, beta, mean, invstd, relu);
+  cuda::with_index_type({&y, &x}, [&](auto tag) {
+    using Index = decltype(tag);
+    bn_apply_kernel<<<cuda::blocks_for(x.numel()), cuda::kThreads, 0, stream()>>>(
+        cuda::view_of<Index>(y), cuda::view_of<Index>(x), gamma, beta, mean, invstd, relu);
+  });
   CXR_CUDA_CHECK_LAUNCH();
 }
 
@@ -191,14 +272,17 @@ void CudaBackend::bn_backward(const Tensor& dx, GradMode mode, float* dgamma, fl
   }
   CXR_CHECK(x.n() * x.h() * x.w() > 0, "batchnorm_backward over an empty batch ", x.shape.str());
   if (x.c() == 0) return;
-  if (relu_beta)
-    bn_backward_kernel<true><<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(
-        cuda::view_of(dx), mode == GradMode::Accumulate, dgamma, dbeta, cuda::view_of(dy), cuda::view_of(x),
-        gamma, relu_beta, mean, invstd);
-  else
-    bn_backward_kernel<false><<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(
-        cuda::view_of(dx), mode == GradMode::Accumulate, dgamma, dbeta, cuda::view_of(dy), cuda::view_of(x),
-        gamma, nullptr, mean, invstd);
+  const bool accumulate = mode == GradMode::Accumulate;
+  cuda::with_index_type({&dx, &dy, &x}, [&](auto tag) {
+    using Index = decltype(tag);
+    const ViewT<Index> dxv = cuda::view_of<Index>(dx), dyv = cuda::view_of<Index>(dy), xv = cuda::view_of<Index>(x);
+    if (relu_beta)
+      bn_backward_kernel<true, Index><<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(
+          dxv, accumulate, dgamma, dbeta, dyv, xv, gamma, relu_beta, mean, invstd);
+    else
+      bn_backward_kernel<false, Index><<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(
+          dxv, accumulate, dgamma, dbeta, dyv, xv, gamma, nullptr, mean, invstd);
+  });
   CXR_CUDA_CHECK_LAUNCH();
 }
 

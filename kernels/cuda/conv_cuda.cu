@@ -13,17 +13,28 @@
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // The heuristics (cudnnGetConvolution*Algorithm_v7, which never touch user memory) rank the
 // algorithms for one key once; the list and its workspace sizes are cached.
-//   - conv2d_workspace_bytes sees shapes only, so it plans packed views: per direction, the first
-//     algorithm needing at most kConvWorkspaceLimit; it returns the maximum over the 3 directions.
+//   - conv2d_workspace_bytes is given the views' batch strides, so it plans the very keys the ops
+//     will run (a channel slice of a block buffer is another key than a packed tensor of its shape,
+//     with its own ranking): per direction, the first algorithm needing at most
+//     kConvWorkspaceLimit; it returns the maximum over the 3 directions.
 //   - each op runs the first algorithm of its own key's list whose workspace fits the Workspace it
-//     is given, so it never writes past it. A channel-slice view is a different key than the packed
-//     plan (strides differ) and may end up on a slower algorithm that fits (the lists normally hold
-//     a zero-workspace implicit-GEMM / ALGO_0 entry); when none fits, the op throws naming the key,
-//     the workspace given and the smallest one needed.
-//   - an algorithm cuDNN refuses at run time (CUDNN_STATUS_NOT_SUPPORTED) is marked unusable in the
-//     cache and the next one is tried.
+//     is given, so it never writes past it; with the workspace planned as above that is the
+//     algorithm planned for it. When none fits, the op throws naming the key, the workspace given
+//     and the smallest one needed.
+//   - an algorithm cuDNN refuses at run time (Note [cuDNN refusals]) is marked unusable in the
+//     cache and the next one is tried. The algorithm a key settles on is logged on stderr, once
+//     (again only if a refusal moves it).
+//
+// Note [cuDNN refusals]
+// ~~~~~~~~~~~~~~~~~~~~~
+// cuDNN 9 declines an algorithm it cannot run for a layout with a code of the NOT_SUPPORTED
+// category: 3000 itself or a sub-code 3001-3014 (shape, layout, shared memory, padding, ...), tested
+// with CUDNN_STATUS_CATEGORY. A pointer misaligned for the algorithm's vector loads (a channel slice
+// can start anywhere in a block buffer) is CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER (2003): the
+// same kind of refusal, the next algorithm may not need the alignment. Any other status is an error.
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <sstream>
 
 #include "kernels/cuda/cuda_backend.h"
@@ -50,6 +61,24 @@ std::string ConvKey::str() const {
      << x.str() << " batch stride " << x_batch_stride << ", w " << w.str() << ", kernel " << kernel
      << " stride " << stride << " pad " << pad;
   return os.str();
+}
+
+const char* algorithm_name(ConvDirection d, int algo) {
+  static const char* const forward[] = {"IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT",
+                                        "FFT", "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
+  static const char* const data[] = {"ALGO_0", "ALGO_1", "FFT", "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
+  static const char* const filter[] = {"ALGO_0", "ALGO_1", "FFT", "ALGO_3", "WINOGRAD", "WINOGRAD_NONFUSED",
+                                       "FFT_TILING"};
+  auto pick = [algo](const char* const* names, int count) { return algo >= 0 && algo < count ? names[algo] : "?"; };
+  switch (d) {
+    case ConvDirection::Forward:
+      return pick(forward, 8);
+    case ConvDirection::BackwardData:
+      return pick(data, 6);
+    case ConvDirection::BackwardFilter:
+      return pick(filter, 7);
+  }
+  return "?";
 }
 
 }  // namespace cuda
@@ -180,14 +209,19 @@ void run_first_fitting(ConvPlan& plan, const ConvKey& key, Workspace ws, Run run
     smallest = std::min(smallest, a.workspace_bytes);
     if (a.workspace_bytes > available) continue;
     const cudnnStatus_t status = run(a.algo, ws.data, available);
-    if (status == CUDNN_STATUS_NOT_SUPPORTED) {
-      a.usable = false;  // Note [conv workspace policy]
+    if (cuda::cudnn_refused(status)) {
+      a.usable = false;  // Note [cuDNN refusals]
       continue;
     }
     if (status != CUDNN_STATUS_SUCCESS) {
       const std::string what = key.str() + " with algorithm " + std::to_string(a.algo);
       cuda::report_failure("cuDNN", what.c_str(), __FILE__, __LINE__, int(status),
                            cudnnGetErrorString(status));
+    }
+    if (plan.settled != a.algo) {
+      plan.settled = a.algo;
+      std::fprintf(stderr, "cxr: cuDNN %s: algorithm %d (%s), workspace %zu bytes\n", key.str().c_str(), a.algo,
+                   cuda::algorithm_name(key.direction, a.algo), a.workspace_bytes);
     }
     return;
   }
@@ -229,13 +263,16 @@ cuda::ConvPlan& CudaBackend::conv_plan(const ConvKey& key) {
   return conv_plans_.emplace(key, std::move(plan)).first->second;
 }
 
-size_t CudaBackend::conv2d_workspace_bytes(const Shape& y, const Shape& x, const Shape& w,
-                                           const ConvGeom& g) {
+size_t CudaBackend::conv2d_workspace_bytes(const Shape& y, int64_t y_batch_stride, const Shape& x,
+                                           int64_t x_batch_stride, const Shape& w, const ConvGeom& g) {
   check_conv_shapes(y, x, w, g, "conv2d_workspace_bytes");
+  CXR_CHECK(y_batch_stride >= y.c * y.h * y.w && x_batch_stride >= x.c * x.h * x.w,
+            "conv2d_workspace_bytes: batch strides ", y_batch_stride, " (y ", y.str(), ") and ", x_batch_stride,
+            " (x ", x.str(), ") must be at least C*H*W");
   size_t need = 0;
   for (ConvDirection dir :
        {ConvDirection::Forward, ConvDirection::BackwardData, ConvDirection::BackwardFilter}) {
-    const ConvKey key = make_key(dir, y, y.c * y.h * y.w, x, x.c * x.h * x.w, w, g);
+    const ConvKey key = make_key(dir, y, y_batch_stride, x, x_batch_stride, w, g);
     const ConvPlan& plan = conv_plan(key);
     // Note [conv workspace policy]: the first algorithm within the limit.
     const auto fits = std::find_if(plan.algos.begin(), plan.algos.end(), [](const ConvAlgo& a) {

@@ -37,14 +37,24 @@ struct ConvKey {
 struct ConvAlgo {
   int algo = 0;
   size_t workspace_bytes = 0;
-  bool usable = true;  // false once cuDNN answered CUDNN_STATUS_NOT_SUPPORTED when running it
+  bool usable = true;  // false once cuDNN refused to run it (cudnn_refused)
 };
+
+// Whether a status returned by running an algorithm is cuDNN declining these views (try the next
+// algorithm) rather than a failure (report it). Note [cuDNN refusals] in conv_cuda.cu.
+inline bool cudnn_refused(cudnnStatus_t s) {
+  return CUDNN_STATUS_CATEGORY(int(s)) == CUDNN_STATUS_NOT_SUPPORTED || s == CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER;
+}
+
+// "IMPLICIT_PRECOMP_GEMM" etc.: the enum's name in the direction's algorithm list, for the log.
+const char* algorithm_name(ConvDirection d, int algo);
 
 struct ConvPlan {
   TensorDesc y, x;              // strided NCHW views
   FilterDesc w;                 // packed KCRS
   ConvDesc conv;                // cross-correlation, strict FP32 (Note [TF32] in cuda_backend.h)
   std::vector<ConvAlgo> algos;  // the heuristics' order: fastest expected first
+  int settled = -1;             // the algorithm the last call ran; logged whenever it changes
 };
 
 // std::map: node-based, so a ConvPlan& stays valid while later plans are inserted.

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "engine/library_versions.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device_util.cuh"
 
@@ -71,15 +72,57 @@ std::unique_ptr<Backend> make_cuda_backend(int device_index) {
   return std::make_unique<CudaBackend>(device_index);
 }
 
+// ---- library versions ------------------------------------------------------------------------------
+
+namespace {
+struct CudaLibraries {
+  LibraryVersion cudnn_compiled, cudnn_loaded, cublas_compiled, cublas_loaded;
+};
+
+// The loaded cuBLAS's version without a handle (so without a GPU): cublasGetProperty.
+LibraryVersion cublas_loaded_version() {
+  int major = 0, minor = 0, patch = 0;
+  CXR_CUBLAS_CHECK(cublasGetProperty(MAJOR_VERSION, &major));
+  CXR_CUBLAS_CHECK(cublasGetProperty(MINOR_VERSION, &minor));
+  CXR_CUBLAS_CHECK(cublasGetProperty(PATCH_LEVEL, &patch));
+  return LibraryVersion{major, minor, patch};
+}
+
+CudaLibraries cuda_libraries() {
+  return CudaLibraries{decode_library_version(CUDNN_VERSION), decode_library_version(long(cudnnGetVersion())),
+                       LibraryVersion{CUBLAS_VER_MAJOR, CUBLAS_VER_MINOR, CUBLAS_VER_PATCH},
+                       cublas_loaded_version()};
+}
+
+std::string describe(const CudaLibraries& l) {
+  return "cuDNN " + l.cudnn_loaded.str() + " (compiled " + l.cudnn_compiled.str() + "), cuBLAS " +
+         l.cublas_loaded.str() + " (compiled " + l.cublas_compiled.str() + ")";
+}
+
+// Note [cuDNN version policy] in engine/library_versions.h: refuses a loaded major version that
+// differs from the compiled one, warns once on stderr about an older minor.
+void check_cuda_libraries(const CudaLibraries& l) {
+  const VersionVerdict verdicts[] = {check_library_version("cuDNN", l.cudnn_compiled, l.cudnn_loaded),
+                                     check_library_version("cuBLAS", l.cublas_compiled, l.cublas_loaded)};
+  for (const VersionVerdict& v : verdicts) {
+    if (v.refuse) CXR_FAIL("the CUDA backend cannot start: ", v.message);
+    if (!v.message.empty()) std::fprintf(stderr, "cxr: %s\n", v.message.c_str());
+  }
+}
+}  // namespace
+
+std::string cuda_library_versions() { return describe(cuda_libraries()); }
+
 // ---- construction ----------------------------------------------------------------------------------
 
 CudaBackend::CudaBackend(int device_index) : device_(device_index) {
+  CudaLibraries libraries = cuda_libraries();
+  check_cuda_libraries(libraries);
+  memory_meter_.start(device_);  // before the context exists: Note [measured device memory]
   CXR_CUDA_CHECK(cudaSetDevice(device_));
   cudaDeviceProp prop{};
   CXR_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
-  std::ostringstream os;
-  os << "cuda:" << device_ << " " << prop.name << " (sm_" << prop.major << prop.minor << ")";
-  name_ = os.str();
+  multiprocessors_ = prop.multiProcessorCount;
 
   cudaStream_t stream = nullptr;
   CXR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -95,6 +138,21 @@ CudaBackend::CudaBackend(int device_index) : device_(device_index) {
   cublas_.reset(cublas);
   CXR_CUBLAS_CHECK(cublasSetStream(cublas, stream));
   CXR_CUBLAS_CHECK(cublasSetMathMode(cublas, CUBLAS_PEDANTIC_MATH));  // Note [TF32]
+  int cublas_version = 0;
+  CXR_CUBLAS_CHECK(cublasGetVersion(cublas, &cublas_version));
+  libraries.cublas_loaded = decode_library_version(cublas_version);
+
+  // Note [BN statistics over many blocks]: at most 2 * 4 blocks per multiprocessor share channels.
+  bn_partial_capacity_ = size_t(8) * size_t(multiprocessors_);
+  void* partials = nullptr;
+  CXR_CUDA_CHECK(cudaMalloc(&partials, 2 * bn_partial_capacity_ * sizeof(double)));
+  bn_partials_.reset(static_cast<double*>(partials));
+
+  std::ostringstream os;
+  os << "cuda:" << device_ << " " << prop.name << " (sm_" << prop.major << prop.minor << ", "
+     << multiprocessors_ << " SMs), " << describe(libraries);
+  name_ = os.str();
+  memory_meter_.sample();
 }
 
 CudaBackend::~CudaBackend() {
@@ -122,6 +180,7 @@ void* CudaBackend::allocate(size_t bytes) {
              " MiB)");
   }
   std::lock_guard<std::mutex> lock(alloc_mutex_);
+  memory_meter_.sample();
   alloc_sizes_[p] = rounded;
   live_ += rounded;
   peak_ = std::max(peak_, live_);
@@ -162,14 +221,24 @@ void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t bytes) {
   CXR_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
 }
 
-size_t CudaBackend::memory_capacity_bytes() const {
+MeasuredMemory CudaBackend::measured_peak() {
+  std::lock_guard<std::mutex> lock(alloc_mutex_);
+  memory_meter_.sample();
+  return MeasuredMemory{memory_meter_.peak_bytes(), memory_meter_.how()};
+}
+
+MemoryBudget CudaBackend::default_memory_budget() const {
   size_t free_bytes = 0, total_bytes = 0;
   CXR_CUDA_CHECK(cudaSetDevice(device_));
   CXR_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  return total_bytes;
+  return MemoryBudget{free_bytes, "free device memory (of " + std::to_string(total_bytes >> 20) + " MiB)"};
 }
 
-void CudaBackend::synchronize() { CXR_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+void CudaBackend::synchronize() {
+  CXR_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  std::lock_guard<std::mutex> lock(alloc_mutex_);
+  memory_meter_.sample();
+}
 
 // ---- fill ------------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@
 #include "kernels/cuda/conv_cuda.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_handles.h"
+#include "kernels/cuda/device_memory.h"
 
 namespace cxr {
 
@@ -45,9 +46,11 @@ class CudaBackend final : public Backend {
   void fill(float* dst, float value, int64_t count) override;
   void synchronize() override;
   size_t peak_allocated_bytes() const override;
-  size_t memory_capacity_bytes() const override;
+  MeasuredMemory measured_peak() override;  // Note [measured device memory]
+  MemoryBudget default_memory_budget() const override;
 
-  size_t conv2d_workspace_bytes(const Shape& y, const Shape& x, const Shape& w, const ConvGeom& g) override;
+  size_t conv2d_workspace_bytes(const Shape& y, int64_t y_batch_stride, const Shape& x, int64_t x_batch_stride,
+                                const Shape& w, const ConvGeom& g) override;
   void conv2d_forward(const Tensor& y, const Tensor& x, const float* w, const Shape& wshape,
                       const ConvGeom& g, Workspace ws) override;
   void conv2d_backward_data(const Tensor& dx, GradMode mode, const Tensor& dy, const float* w,
@@ -104,13 +107,18 @@ class CudaBackend final : public Backend {
   // The cached plan for these views, built (descriptors + heuristics) on first use.
   cuda::ConvPlan& conv_plan(const cuda::ConvKey& key);
 
-  int device_ = 0;
+  int device_ = 0, multiprocessors_ = 0;
   std::string name_;
+  cuda::DeviceMemoryMeter memory_meter_;
   // Declaration order is destruction order reversed: the plans' descriptors go first, the stream last.
   cuda::StreamPtr stream_;
   cuda::CudnnPtr cudnn_;
   cuda::CublasPtr cublas_;
   cuda::ConvPlanCache conv_plans_;
+  // Partial sums of the split BN statistics (Note [BN statistics over many blocks]): two arrays of
+  // channels * splits doubles, allocated once with the backend.
+  cuda::DeviceDoubles bn_partials_;
+  size_t bn_partial_capacity_ = 0;  // channels * splits it holds
 
   mutable std::mutex alloc_mutex_;
   std::unordered_map<void*, size_t> alloc_sizes_;  // live blocks -> bytes

@@ -30,6 +30,10 @@ struct ConvDescDeleter {
   }
 };
 
+struct DeviceMemoryDeleter {
+  void operator()(void* p) const { CXR_CUDA_LOG(cudaFree(p)); }
+};
+
 template <typename Handle, typename Deleter>
 using Owner = std::unique_ptr<std::remove_pointer_t<Handle>, Deleter>;
 
@@ -39,5 +43,6 @@ using CublasPtr = Owner<cublasHandle_t, CublasDeleter>;
 using TensorDesc = Owner<cudnnTensorDescriptor_t, TensorDescDeleter>;
 using FilterDesc = Owner<cudnnFilterDescriptor_t, FilterDescDeleter>;
 using ConvDesc = Owner<cudnnConvolutionDescriptor_t, ConvDescDeleter>;
+using DeviceDoubles = std::unique_ptr<double, DeviceMemoryDeleter>;  // cudaMalloc'd, outside the arena
 
 }  // namespace cxr::cuda

@@ -3,9 +3,11 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 
 #include "engine/tensor.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/view_index.h"
 
 namespace cxr::cuda {
 
@@ -18,26 +20,35 @@ inline unsigned blocks_for(int64_t items, int threads = kThreads) {
   return unsigned(std::clamp<int64_t>(b, 1, kMaxBlocks));
 }
 
-// A tensor as kernels see it: N images of C contiguous planes of HW floats, `bstride` floats apart.
-// Element i of the view (0 <= i < n*c*hw, row-major NCHW order) lives at data[offset(i)].
-struct View {
+// A tensor as kernels see it: ViewIndex's arithmetic (kernels/view_index.h) on its data pointer,
+// in Index (uint32_t where fits_32bit_index allows, else int64_t: Note [32-bit kernel indices]).
+template <typename Index>
+struct ViewT : ViewIndex<Index> {
   float* data;
-  int64_t n, c, hw, bstride;
-
-  __host__ __device__ int64_t count() const { return n * c * hw; }
-  __device__ int64_t offset(int64_t i) const {
-    const int64_t chw = c * hw;
-    return (i / chw) * bstride + i % chw;
-  }
-  __device__ int64_t channel_of(int64_t i) const { return (i / hw) % c; }
-  // Element j (0 <= j < n*hw) of channel ch, images in order.
-  __device__ int64_t channel_offset(int64_t ch, int64_t j) const {
-    return (j / hw) * bstride + ch * hw + j % hw;
-  }
-  __device__ float* plane(int64_t img, int64_t ch) const { return data + img * bstride + ch * hw; }
+  __device__ float* plane(Index img, Index ch) const { return data + img * this->bstride + ch * this->hw; }
 };
+using View = ViewT<int64_t>;
 
-inline View view_of(const Tensor& t) { return View{t.data, t.n(), t.c(), t.h() * t.w(), t.batch_stride}; }
+template <typename Index = int64_t>
+ViewT<Index> view_of(const Tensor& t) {
+  return ViewT<Index>{{Index(t.n()), Index(t.c()), Index(t.h() * t.w()), Index(t.batch_stride)}, t.data};
+}
+
+inline bool fits_32bit_index(const Tensor& t) {
+  return cxr::fits_32bit_index(t.n(), t.c(), t.h() * t.w(), t.batch_stride);
+}
+
+// Calls launch(uint32_t{}) when every view fits 32-bit indices, else launch(int64_t{}); `launch`
+// instantiates its kernels on the tag's type (a generic lambda).
+template <typename Launch>
+void with_index_type(std::initializer_list<const Tensor*> views, Launch launch) {
+  bool narrow = true;
+  for (const Tensor* t : views) narrow = narrow && fits_32bit_index(*t);
+  if (narrow)
+    launch(uint32_t{});
+  else
+    launch(int64_t{});
+}
 
 template <typename T>
 __device__ T warp_sum(T v) {
@@ -64,8 +75,15 @@ __device__ T block_sum(T v) {
   return partial[0];
 }
 
-// Grid-stride loop index type: int64 so that N*C*H*W beyond 2^31 is safe.
-__device__ inline int64_t global_thread() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
-__device__ inline int64_t grid_threads() { return int64_t(gridDim.x) * blockDim.x; }
+// Grid-stride loop indices, int64 by default so that N*C*H*W beyond 2^31 is safe; uint32_t for the
+// kernels' 32-bit path (Note [32-bit kernel indices]: the grid has at most 2^24 threads).
+template <typename Index = int64_t>
+__device__ inline Index global_thread() {
+  return Index(blockIdx.x) * Index(blockDim.x) + Index(threadIdx.x);
+}
+template <typename Index = int64_t>
+__device__ inline Index grid_threads() {
+  return Index(gridDim.x) * Index(blockDim.x);
+}
 
 }  // namespace cxr::cuda

@@ -19,19 +19,21 @@ namespace cxr {
 
 namespace {
 
-using cuda::View;
+using cuda::ViewT;
 
-__global__ void relu_forward_kernel(View y, View x) {
-  const int64_t count = x.count();
-  for (int64_t i = cuda::global_thread(); i < count; i += cuda::grid_threads()) {
+template <typename Index>
+__global__ void relu_forward_kernel(ViewT<Index> y, ViewT<Index> x) {
+  const Index count = x.count();
+  for (Index i = cuda::global_thread<Index>(); i < count; i += cuda::grid_threads<Index>()) {
     const float v = x.data[x.offset(i)];
     y.data[y.offset(i)] = v > 0.0f ? v : 0.0f;  // as std::max(0.0f, v): NaN -> 0
   }
 }
 
-__global__ void relu_backward_kernel(View dx, View dy, View y) {
-  const int64_t count = y.count();
-  for (int64_t i = cuda::global_thread(); i < count; i += cuda::grid_threads())
+template <typename Index>
+__global__ void relu_backward_kernel(ViewT<Index> dx, ViewT<Index> dy, ViewT<Index> y) {
+  const Index count = y.count();
+  for (Index i = cuda::global_thread<Index>(); i < count; i += cuda::grid_threads<Index>())
     dx.data[dx.offset(i)] = y.data[y.offset(i)] > 0.0f ? dy.data[dy.offset(i)] : 0.0f;
 }
 
@@ -94,8 +96,11 @@ void CudaBackend::relu_forward(const Tensor& y, const Tensor& x) {
   check_same_shape(y, x, "relu_forward");
   check_views(y, "relu_forward y", x, "relu_forward x");
   if (x.numel() == 0) return;
-  relu_forward_kernel<<<cuda::blocks_for(x.numel()), cuda::kThreads, 0, stream()>>>(cuda::view_of(y),
-                                                                                    cuda::view_of(x));
+  cuda::with_index_type({&y, &x}, [&](auto tag) {
+    using Index = decltype(tag);
+    relu_forward_kernel<<<cuda::blocks_for(x.numel()), cuda::kThreads, 0, stream()>>>(cuda::view_of<Index>(y),
+                                                                                      cuda::view_of<Index>(x));
+  });
   CXR_CUDA_CHECK_LAUNCH();
 }
 
@@ -105,8 +110,11 @@ void CudaBackend::relu_backward(const Tensor& dx, const Tensor& dy, const Tensor
   check_views(dx, "relu_backward dx", dy, "relu_backward dy");
   check_views(y, "relu_backward y", y, "relu_backward y");
   if (y.numel() == 0) return;
-  relu_backward_kernel<<<cuda::blocks_for(y.numel()), cuda::kThreads, 0, stream()>>>(
-      cuda::view_of(dx), cuda::view_of(dy), cuda::view_of(y));
+  cuda::with_index_type({&dx, &dy, &y}, [&](auto tag) {
+    using Index = decltype(tag);
+    relu_backward_kernel<<<cuda::blocks_for(y.numel()), cuda::kThreads, 0, stream()>>>(
+        cuda::view_of<Index>(dx), cuda::view_of<Index>(dy), cuda::view_of<Index>(y));
+  });
   CXR_CUDA_CHECK_LAUNCH();
 }
 
