@@ -55,7 +55,8 @@ TEST(KernelIndex, ThirtyTwoBitArithmeticEqualsSixtyFourAtTheBoundary) {
   const ViewIndex<int64_t> w2{2, 3, hw, bs};
   const ViewIndex<uint32_t> n2{2, 3, uint32_t(hw), uint32_t(bs)};
   for (int64_t j : {int64_t(0), hw - 1, hw, 2 * hw - 1})
-    for (int64_t ch : {0, 2}) EXPECT_EQ(int64_t(n2.channel_offset(uint32_t(ch), uint32_t(j))), w2.channel_offset(ch, j));
+    for (int64_t ch : {0, 2})
+      EXPECT_EQ(int64_t(n2.channel_offset(uint32_t(ch), uint32_t(j))), w2.channel_offset(ch, j));
 }
 
 // ---- Note [BN statistics over many blocks] ---------------------------------------------------
