@@ -9,6 +9,7 @@
 #include "engine/library_versions.h"
 #include "kernels/bn_launch.h"
 #include "kernels/view_index.h"
+#include "test_data_util.h"
 #ifdef CXR_HAVE_CUDA
 #include "kernels/cuda/conv_cuda.h"
 #endif
@@ -119,6 +120,14 @@ TEST(LibraryVersions, NamedInVersionText) {
 #else
   EXPECT_EQ(text, "no CUDA backend in this build");
 #endif
+}
+
+TEST(LibraryVersions, CliVersionNamesThem) {
+  test::ScratchDir dir("version");
+  const test::RunResult r = test::run_cxr(dir, "--version");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("cxr "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(cuda_library_versions()), std::string::npos) << r.out;
 }
 
 // ---- Note [cuDNN refusals] -------------------------------------------------------------------
