@@ -15,9 +15,11 @@ LibraryVersion decode_library_version(long encoded) {
 }
 
 // Note [cuDNN version policy]
-VersionVerdict check_library_version(const std::string& library, LibraryVersion compiled, LibraryVersion loaded) {
+VersionVerdict check_library_version(const std::string& library, LibraryVersion compiled,
+                                     LibraryVersion loaded) {
   VersionVerdict v;
-  const std::string both = "compiled against " + library + " " + compiled.str() + " but loaded " + loaded.str();
+  const std::string both =
+      "compiled against " + library + " " + compiled.str() + " but loaded " + loaded.str();
   if (loaded.major != compiled.major) {
     v.refuse = true;
     v.message = "this build was " + both + ": another major version has another ABI. Put " + library + " " +
@@ -25,8 +27,10 @@ VersionVerdict check_library_version(const std::string& library, LibraryVersion 
                 ".x first on LD_LIBRARY_PATH, or rebuild against the loaded one's headers "
                 "(scripts/gpu_check.sh pack does, from PyTorch's wheel)";
   } else if (loaded.minor < compiled.minor) {
-    v.message = "warning: this build was " + both + ", an older minor: NVIDIA promises no backward "
-                "compatibility within a major version; rebuild against " + loaded.str() + "'s headers";
+    v.message = "warning: this build was " + both +
+                ", an older minor: NVIDIA promises no backward "
+                "compatibility within a major version; rebuild against " +
+                loaded.str() + "'s headers";
   }
   return v;
 }

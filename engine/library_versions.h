@@ -30,7 +30,8 @@ struct VersionVerdict {
 };
 
 // The verdict for `library` ("cuDNN", "cuBLAS") compiled against `compiled` and running with `loaded`.
-VersionVerdict check_library_version(const std::string& library, LibraryVersion compiled, LibraryVersion loaded);
+VersionVerdict check_library_version(const std::string& library, LibraryVersion compiled,
+                                     LibraryVersion loaded);
 
 // "cuDNN 9.19.0 (compiled 9.19.0), cuBLAS 13.1.0 (compiled 13.1.0)" for --version and backend
 // names, or why there is none ("no CUDA backend in this build"). No GPU needed.

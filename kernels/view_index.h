@@ -35,15 +35,17 @@ struct ViewIndex {
   }
   CXR_HOST_DEVICE Index channel_of(Index i) const { return (i / hw) % c; }
   // Offset of element j (0 <= j < n*hw) of channel ch, images in order.
-  CXR_HOST_DEVICE Index channel_offset(Index ch, Index j) const { return (j / hw) * bstride + ch * hw + j % hw; }
+  CXR_HOST_DEVICE Index channel_offset(Index ch, Index j) const {
+    return (j / hw) * bstride + ch * hw + j % hw;
+  }
 };
 
 // Whether a view's flat indices and offsets all fit the 32-bit path (Note [32-bit kernel indices]).
 inline bool fits_32bit_index(int64_t n, int64_t c, int64_t hw, int64_t bstride) {
   const int64_t limit = INT32_MAX;
-  if (n <= 0 || c <= 0 || hw <= 0) return true;  // nothing to index
+  if (n <= 0 || c <= 0 || hw <= 0) return true;              // nothing to index
   if (c > limit / hw || n > limit / (c * hw)) return false;  // count would exceed the limit
-  return n == 1 || bstride <= (limit - c * hw) / (n - 1);  // span = (n-1)*bstride + c*hw
+  return n == 1 || bstride <= (limit - c * hw) / (n - 1);    // span = (n-1)*bstride + c*hw
 }
 
 }  // namespace cxr

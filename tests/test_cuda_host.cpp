@@ -9,6 +9,7 @@
 #include "engine/library_versions.h"
 #include "kernels/bn_launch.h"
 #include "kernels/view_index.h"
+#include "test_data_util.h"
 #ifdef CXR_HAVE_CUDA
 #include "kernels/cuda/conv_cuda.h"
 #endif
@@ -55,7 +56,8 @@ TEST(KernelIndex, ThirtyTwoBitArithmeticEqualsSixtyFourAtTheBoundary) {
   const ViewIndex<int64_t> w2{2, 3, hw, bs};
   const ViewIndex<uint32_t> n2{2, 3, uint32_t(hw), uint32_t(bs)};
   for (int64_t j : {int64_t(0), hw - 1, hw, 2 * hw - 1})
-    for (int64_t ch : {0, 2}) EXPECT_EQ(int64_t(n2.channel_offset(uint32_t(ch), uint32_t(j))), w2.channel_offset(ch, j));
+    for (int64_t ch : {0, 2})
+      EXPECT_EQ(int64_t(n2.channel_offset(uint32_t(ch), uint32_t(j))), w2.channel_offset(ch, j));
 }
 
 // ---- Note [BN statistics over many blocks] ---------------------------------------------------
@@ -118,6 +120,14 @@ TEST(LibraryVersions, NamedInVersionText) {
 #else
   EXPECT_EQ(text, "no CUDA backend in this build");
 #endif
+}
+
+TEST(LibraryVersions, CliVersionNamesThem) {
+  test::ScratchDir dir("version");
+  const test::RunResult r = test::run_cxr(dir, "--version");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("cxr "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(cuda_library_versions()), std::string::npos) << r.out;
 }
 
 // ---- Note [cuDNN refusals] -------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/library_versions.h"
 #include "test_util.h"
 
 namespace cxr {
@@ -119,12 +120,20 @@ TEST(CudaBackend, NameMemoryAndCopies) {
   CXR_REQUIRE_CUDA(gpu);
   EXPECT_EQ(gpu->name().rfind("cuda:0 ", 0), 0u) << gpu->name();
   EXPECT_NE(gpu->name().find("(sm_"), std::string::npos) << gpu->name();
+  EXPECT_NE(gpu->name().find(cuda_library_versions()), std::string::npos) << gpu->name();  // loaded vs compiled
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed_text(seed));
   const std::vector<float> v = random_vector(1000, seed);
   {
     DeviceBuffer b(*gpu, v);
     EXPECT_GE(gpu->peak_allocated_bytes(), v.size() * sizeof(float));
+    // 64 MiB more than anything before: the device's measured peak must see it (Note [measured
+    // device memory]; it also holds the context and the libraries' memory).
+    const size_t before = gpu->measured_peak().bytes, big = size_t(64) << 20;
+    DeviceBuffer large(*gpu, big / sizeof(float));
+    const MeasuredMemory after = gpu->measured_peak();
+    EXPECT_GE(after.bytes, before + big) << after.how;
+    EXPECT_GE(after.bytes, gpu->peak_allocated_bytes()) << after.how;
     EXPECT_EQ(b.host(), v);  // round trip is a plain copy
     gpu->fill(b.data(), 2.5f, 1000);
     EXPECT_EQ(b.host(), std::vector<float>(1000, 2.5f));

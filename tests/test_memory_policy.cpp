@@ -136,6 +136,9 @@ TEST(MemoryPolicyCli, PlanChoosesThePolicyWithinTheBudget) {
   const auto over = plan_json(dir, "--memory-budget " + std::to_string(small - 1));
   EXPECT_EQ(over["fits_budget"], false);
   EXPECT_LT(over["max_batch"].get<int64_t>(), 8);
+  // The plan says which budget it used: the CPU's default is host RAM (a GPU's, its free memory).
+  EXPECT_EQ(roomy["memory_budget_source"], "host RAM");
+  EXPECT_EQ(fitted["memory_budget_source"], "--memory-budget");
 }
 
 TEST(MemoryPolicyCli, BenchRefusesABudgetNothingFits) {  // train shares apply_memory_policy
@@ -151,7 +154,12 @@ TEST(MemoryPolicyCli, BenchRefusesABudgetNothingFits) {  // train shares apply_m
   // bench runs a step under the frugal policy and says so.
   r = run_cxr(dir, "bench --device cpu --batch 2 --size 64 --steps 1 --warmup 0 --recompute bn-relu+bottleneck --json");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(nlohmann::json::parse(r.out)["recompute"], "bn-relu+bottleneck");
+  const auto bench = nlohmann::json::parse(r.out);
+  EXPECT_EQ(bench["recompute"], "bn-relu+bottleneck");
+  // The measured peak (here the process's peak RSS) beside cxr's own allocations, which it holds.
+  EXPECT_EQ(bench["peak_bytes_kind"], "process peak RSS");
+  EXPECT_GE(bench["peak_bytes"].get<size_t>(), bench["allocated_peak_bytes"].get<size_t>());
+  EXPECT_GE(bench["allocated_peak_bytes"].get<size_t>(), bench["arena_bytes"].get<size_t>());
 }
 
 }  // namespace

@@ -7,6 +7,11 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#ifdef CXR_CUDNN_HEADER_VERSION  // set by CMake from CUDNN_INCLUDE_DIR/cudnn_version.h
+static_assert(CUDNN_VERSION == CXR_CUDNN_HEADER_VERSION,
+              "cudnn.h is not the one CMake found (CUDNN_INCLUDE_DIR): another cuDNN's headers come first");
+#endif
+
 namespace cxr::cuda {
 
 // Throws cxr::Error "file:line: <library> call `stmt` failed: <code> (<message>)".

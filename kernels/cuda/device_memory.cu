@@ -84,7 +84,8 @@ std::string DeviceMemoryMeter::how() const {
     os << "device memory in use (NVML) since before the CUDA context, the context's and library handles' "
        << (startup_bytes_ >> 20) << " MiB included";
   else
-    os << "device memory in use (cudaMemGetInfo) since the CUDA context was created, the context not included "
+    os << "device memory in use (cudaMemGetInfo) since the CUDA context was created, the context not "
+          "included "
           "(NVML unavailable)";
   return os.str();
 }
