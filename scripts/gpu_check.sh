@@ -124,7 +124,7 @@ run() {
   # The bundle's path only on our binaries: inside python3 (PyTorch, torch.compile's C++ builds)
   # Debian 12's libstdc++, libz, libssl, libffi or libgomp would shadow the GPU image's own.
   libpath=$(bundle_library_path "$root")
-  local ours=(env LD_LIBRARY_PATH="$libpath" CXR_SOURCE_DIR="$PWD" CXR_BINARY="$root/bin/cxr")
+  local ours=(env LD_LIBRARY_PATH="$libpath" CXR_SOURCE_DIR="$PWD" CXR_BINARY="$root/bin/cxr" CXR_LOG_CUDNN=1)
   device=$(nvidia-smi -L 2>/dev/null | head -1)
   record device "${device:-no nvidia-smi}"
   local missing

@@ -23,7 +23,7 @@
 //     and the smallest one needed.
 //   - an algorithm cuDNN refuses at run time (Note [cuDNN refusals]) is marked unusable in the
 //     cache and the next one is tried. The algorithm a key settles on is logged on stderr, once
-//     (again only if a refusal moves it).
+//     (again only if a refusal moves it), when CXR_LOG_CUDNN is set.
 //
 // Note [cuDNN refusals]
 // ~~~~~~~~~~~~~~~~~~~~~
@@ -35,6 +35,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 #include "kernels/cuda/cuda_backend.h"
@@ -84,6 +86,16 @@ const char* algorithm_name(ConvDirection d, int algo) {
 }  // namespace cuda
 
 namespace {
+
+// The settled algorithms go to stderr only when CXR_LOG_CUDNN is set (scripts/gpu_check.sh sets it):
+// a DenseNet121 step has about 200 keys, too many lines for every training run's log.
+bool log_algorithms() {
+  static const bool on = [] {
+    const char* v = std::getenv("CXR_LOG_CUDNN");
+    return v && *v && std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
 
 using cuda::ConvAlgo;
 using cuda::ConvDirection;
@@ -220,7 +232,8 @@ void run_first_fitting(ConvPlan& plan, const ConvKey& key, Workspace ws, Run run
     }
     if (plan.settled != a.algo) {
       plan.settled = a.algo;
-      std::fprintf(stderr, "cxr: cuDNN %s: algorithm %d (%s), workspace %zu bytes\n", key.str().c_str(), a.algo,
+      if (log_algorithms())
+        std::fprintf(stderr, "cxr: cuDNN %s: algorithm %d (%s), workspace %zu bytes\n", key.str().c_str(), a.algo,
                    cuda::algorithm_name(key.direction, a.algo), a.workspace_bytes);
     }
     return;
