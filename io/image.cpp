@@ -1,5 +1,7 @@
 #include "io/image.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <array>
 #include <utility>
@@ -279,6 +281,13 @@ bool decode_png8(const uint8_t* data, size_t size, GreyImage* out) {
   }
 }
 
+namespace {
+std::atomic<int64_t> g_max_image_pixels{kDefaultMaxImagePixels};
+}  // namespace
+
+void set_max_image_pixels(int64_t pixels) { g_max_image_pixels.store(pixels, std::memory_order_relaxed); }
+int64_t max_image_pixels() { return g_max_image_pixels.load(std::memory_order_relaxed); }
+
 bool decode_grey_memory(const uint8_t* data, size_t size, GreyImage* out, std::string* error, bool png_fast_path) {
   if (size == 0) {
     *error = "empty file";
@@ -286,6 +295,12 @@ bool decode_grey_memory(const uint8_t* data, size_t size, GreyImage* out, std::s
   }
   if (size > static_cast<size_t>(INT32_MAX)) {
     *error = "file too large";
+    return false;
+  }
+  int w = 0, h = 0, ch = 0;  // the header alone (stb_image reads no pixel for this)
+  if (stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &ch) && int64_t(w) * h > max_image_pixels()) {
+    *error = "image of " + std::to_string(w) + " x " + std::to_string(h) + " pixels exceeds the limit of " +
+             std::to_string(max_image_pixels()) + " pixels (a decompression bomb?): raise --max-image-pixels to read it";
     return false;
   }
   if (png_fast_path && decode_png8(data, size, out)) return true;

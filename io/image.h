@@ -17,6 +17,12 @@ struct GreyImage {
 // Returns false and sets *error (e.g. "empty file", stb_image's reason) when the file cannot be decoded.
 // 8-bit non-interlaced PNGs take a faster path (stb_image's inflate, a branch-free row unfilter; see
 // Note [PNG fast path] in image.cpp) that gives the same bytes; png_fast_path = false forces stb_image.
+// Images declaring more pixels than the limit are refused from their header, before any pixel is
+// decoded (a decompression bomb: a 20000 x 20000 PNG of a few kilobytes would take 1.6 GB). The
+// limit is process-wide, set once from `--max-image-pixels` before any decoding starts.
+constexpr int64_t kDefaultMaxImagePixels = int64_t(16384) * 16384;
+void set_max_image_pixels(int64_t pixels);
+int64_t max_image_pixels();
 bool decode_grey(const std::string& path, GreyImage* out, std::string* error);
 bool decode_grey_memory(const uint8_t* data, size_t size, GreyImage* out, std::string* error,
                         bool png_fast_path = true);

@@ -1,10 +1,13 @@
 #include "io/prepare.h"
 
+#include <sys/stat.h>
+
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <sstream>
 #include <unordered_map>
 
@@ -22,10 +25,19 @@ std::vector<std::pair<std::string, std::string>> scan_images(const std::string& 
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw Error(dir + ": not a directory (--images)");
   std::vector<std::pair<std::string, std::string>> out;
+  // Symbolic links to folders are followed, each real folder once: a link back up the tree (a loop)
+  // would otherwise be walked for ever.
+  std::set<std::pair<dev_t, ino_t>> seen;
+  auto first_visit = [&](const fs::path& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 && seen.emplace(st.st_dev, st.st_ino).second;
+  };
+  first_visit(dir);
   for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink, ec);
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
-    if (it->is_regular_file(ec)) out.emplace_back(it->path().filename().string(), it->path().string());
+    if (it->is_directory(ec) && !first_visit(it->path())) it.disable_recursion_pending();
+    else if (it->is_regular_file(ec)) out.emplace_back(it->path().filename().string(), it->path().string());
   }
   std::sort(out.begin(), out.end());  // deterministic choice when a name occurs twice: the first path
   return out;

@@ -5,8 +5,8 @@
 #include <array>
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 #include "io/fileutil.h"
@@ -127,6 +127,37 @@ TEST(DataImage, DecodesJpeg) {
   for (uint8_t v : img.pixels) EXPECT_NEAR(v, 128, 2);  // JPEG is lossy; a flat image stays within 2
 }
 
+// A PNG that declares w x h pixels: a valid IHDR and a token IDAT (nothing should decode it).
+std::string png_header_only(uint32_t w, uint32_t h) {
+  auto be32 = [](uint32_t v) { return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; };
+  auto chunk = [&](const char* type, const std::string& data) {
+    return be32(uint32_t(data.size())) + type + data + be32(0);  // stb_image does not check CRCs
+  };
+  const std::string ihdr = be32(w) + be32(h) + std::string{8, 0, 0, 0, 0};  // 8-bit grey
+  return std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", ihdr) +
+         chunk("IDAT", std::string("\x78\x9c\x03\x00", 4)) + chunk("IEND", "");
+}
+
+TEST(DataImage, DecompressionBombIsRefusedFromItsHeader) {
+  const std::string bomb = png_header_only(20000, 20000);  // 400 M pixels declared in 57 bytes
+  GreyImage img;
+  std::string err;
+  EXPECT_FALSE(decode_grey_memory(reinterpret_cast<const uint8_t*>(bomb.data()), bomb.size(), &img, &err));
+  EXPECT_NE(err.find("image of 20000 x 20000 pixels exceeds the limit of 268435456 pixels"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("--max-image-pixels"), std::string::npos) << err;
+  // The limit is what the flag sets: a 64 x 64 image passes the default and fails a limit of 1000.
+  auto grey = random_grey(64, 64, 5);
+  ScratchDir dir("bomb");
+  write_png(dir / "ok.png", grey.data(), 64, 64, 1);
+  EXPECT_TRUE(decode_grey(dir / "ok.png", &img, &err)) << err;
+  set_max_image_pixels(1000);
+  EXPECT_FALSE(decode_grey(dir / "ok.png", &img, &err));
+  EXPECT_NE(err.find("64 x 64"), std::string::npos) << err;
+  set_max_image_pixels(kDefaultMaxImagePixels);
+}
+
 TEST(DataImage, BrokenFilesGiveReasons) {
   ScratchDir dir("broken");
   auto grey = random_grey(64, 64, 3);
@@ -210,7 +241,8 @@ TEST(DataImage, PngFastPathMatchesStb) {
           const uint8_t v = static_cast<uint8_t>((x * 5 + y * 3 + g() % 9) & 255);
           for (int c = 0; c < ch; ++c) px[(y * w + x) * ch + c] = v;
           if (ch >= 3 && g() % 4 == 0) px[(y * w + x) * ch + 1] = static_cast<uint8_t>(g());
-          if (ch == 2 || ch == 4) px[(y * w + x) * ch + ch - 1] = static_cast<uint8_t>(g());  // alpha, ignored
+          if (ch == 2 || ch == 4)
+            px[(y * w + x) * ch + ch - 1] = static_cast<uint8_t>(g());  // alpha, ignored
         }
       const std::vector<uint8_t> png = png8_filtered(px, w, h, ch, shift);
       GreyImage fast, stb;
@@ -242,7 +274,8 @@ TEST(DataImage, PngFastPathMatchesStb) {
       ++real;
     }
   }
-  if (real == 0) std::printf("note: ../shared/data absent: the fast PNG path was checked on synthetic PNGs only\n");
+  if (real == 0)
+    std::printf("note: ../shared/data absent: the fast PNG path was checked on synthetic PNGs only\n");
 }
 
 TEST(DataResize, BoxIntegerFactorIsBlockMean) {
@@ -287,7 +320,9 @@ double mitchell(double x) {
   x = std::fabs(x);
   const double B = 1.0 / 3, C = 1.0 / 3;
   if (x < 1) return ((12 - 9 * B - 6 * C) * x * x * x + (-18 + 12 * B + 6 * C) * x * x + (6 - 2 * B)) / 6;
-  if (x < 2) return ((-B - 6 * C) * x * x * x + (6 * B + 30 * C) * x * x + (-12 * B - 48 * C) * x + (8 * B + 24 * C)) / 6;
+  if (x < 2)
+    return ((-B - 6 * C) * x * x * x + (6 * B + 30 * C) * x * x + (-12 * B - 48 * C) * x + (8 * B + 24 * C)) /
+           6;
   return 0;
 }
 
@@ -302,7 +337,8 @@ std::vector<double> resample_1d(const std::vector<double>& in, int out_n) {
     const double center = (j + 0.5) * n / out_n - 0.5;
     const double support = 2.0 * widen;
     double s = 0, ws = 0;
-    for (int i = static_cast<int>(std::floor(center - support)); i <= static_cast<int>(std::ceil(center + support)); ++i) {
+    for (int i = static_cast<int>(std::floor(center - support));
+         i <= static_cast<int>(std::ceil(center + support)); ++i) {
       const double w = mitchell((i - center) / widen);
       s += w * in[std::clamp(i, 0, n - 1)];
       ws += w;
@@ -314,7 +350,8 @@ std::vector<double> resample_1d(const std::vector<double>& in, int out_n) {
 
 TEST(DataResize, MitchellMatchesReferenceAndAntialiases) {
   // Non-integer factors (250 -> 64; 160 -> 50 is 1024 -> 320's 3.2), non-square, and upsampling.
-  for (auto [in_w, in_h, out_w, out_h] : {std::array<int, 4>{250, 250, 64, 64}, {160, 96, 50, 30}, {41, 200, 90, 64}}) {
+  for (auto [in_w, in_h, out_w, out_h] :
+       {std::array<int, 4>{250, 250, 64, 64}, {160, 96, 50, 30}, {41, 200, 90, 64}}) {
     auto src = random_grey(in_w, in_h, 5 + in_w);
     std::vector<uint8_t> dst(out_w * out_h);
     resize_grey(dst.data(), out_w, out_h, src.data(), in_w, in_h, ResizeFilter::Mitchell);

@@ -53,7 +53,8 @@ TEST(DataPrepare, NihSample64PreparesCompletely) {
   for (auto& row : rows) by_name[row.image] = &row;
   for (int64_t i = 0; i < d.size(); ++i) {
     const LabelRow* row = by_name.at(d.names()[i]);
-    for (int c = 0; c < kNumClasses; ++c) ASSERT_EQ(d.labels()[i * kNumClasses + c], row->labels[c]) << d.names()[i];
+    for (int c = 0; c < kNumClasses; ++c)
+      ASSERT_EQ(d.labels()[i * kNumClasses + c], row->labels[c]) << d.names()[i];
     ASSERT_EQ(d.patient_ids()[i], row->patient_id);
     ASSERT_EQ(d.view_positions()[i], row->view_position);
     ASSERT_NE(d.split()[i], Split::Excluded);
@@ -85,15 +86,35 @@ Toy make_toy(const ScratchDir& dir, int n) {
     LabelRow r;
     char name[32];
     std::snprintf(name, sizeof name, "%08d_%03d.png", i / 2 + 1, i % 2);
-    r.image = name, r.patient_id = i / 2 + 1, r.labels[i % kNumClasses] = 1, r.view_position = i % 3 ? "PA" : "AP";
+    r.image = name, r.patient_id = i / 2 + 1, r.labels[i % kNumClasses] = 1,
+    r.view_position = i % 3 ? "PA" : "AP";
     t.rows.push_back(r);
     std::vector<uint8_t> px(40 * 40);
     for (int k = 0; k < 40 * 40; ++k) px[k] = static_cast<uint8_t>((k * 7 + i * 13) & 0xFF);
-    write_png(t.images + (i < n / 2 ? "/images_001/images/" : "/images_002/images/") + name, px.data(), 40, 40, 1);
+    write_png(t.images + (i < n / 2 ? "/images_001/images/" : "/images_002/images/") + name, px.data(), 40,
+              40, 1);
   }
   t.csv = dir / "labels.csv";
   write_label_csv(t.csv, t.rows);
   return t;
+}
+
+TEST(DataPrepare, SymlinkLoopsAreWalkedOnce) {
+  // Issue 14: two links back up the tree made the scan run for ever, its memory growing.
+  ScratchDir dir("symlink_loops");
+  namespace fs = std::filesystem;
+  fs::create_directories(dir / "images/sub");
+  cxr::test::write_file(dir / "images/a.png", "a");
+  cxr::test::write_file(dir / "images/sub/b.png", "b");
+  fs::create_directory_symlink("..", dir / "images/sub/up");          // a loop
+  fs::create_directory_symlink(dir / "images", dir / "images/self");  // another
+  fs::create_directory_symlink(dir / "images/sub", dir / "images/also_sub");
+  const auto found = scan_images(dir / "images");
+  std::map<std::string, int> names;
+  for (const auto& [name, path] : found) ++names[name];
+  EXPECT_EQ(found.size(), 2u);
+  EXPECT_EQ(names["a.png"], 1);
+  EXPECT_EQ(names["b.png"], 1);
 }
 
 TEST(DataPrepare, BrokenAndMissingImagesAreReported) {
@@ -102,9 +123,9 @@ TEST(DataPrepare, BrokenAndMissingImagesAreReported) {
   const std::string i1 = t.images + "/images_001/images/";
   std::string bytes = read_text_file(i1 + t.rows[1].image);
   cxr::test::write_file(i1 + t.rows[1].image, bytes.substr(0, bytes.size() / 2));  // truncated PNG
-  cxr::test::write_file(i1 + t.rows[2].image, "");                                  // empty file
-  cxr::test::write_file(i1 + t.rows[3].image, "not an image at all");               // non-image
-  std::filesystem::remove(i1 + t.rows[4].image);                                     // missing on disk
+  cxr::test::write_file(i1 + t.rows[2].image, "");                                 // empty file
+  cxr::test::write_file(i1 + t.rows[3].image, "not an image at all");              // non-image
+  std::filesystem::remove(i1 + t.rows[4].image);                                   // missing on disk
   PrepareOptions o;
   o.csv = t.csv, o.images_dir = t.images, o.out = dir / "toy.h5", o.size = 16, o.quiet = true, o.threads = 2;
   PrepareResult r = prepare_dataset(o);
@@ -113,10 +134,13 @@ TEST(DataPrepare, BrokenAndMissingImagesAreReported) {
   EXPECT_EQ(r.unreadable, 3);
   EXPECT_EQ(r.missing, 1);
   const std::string report = read_text_file(r.report);
-  EXPECT_NE(report.find("missing " + t.csv + ":6 " + t.rows[4].image), std::string::npos) << report;  // row 5 = line 6
-  EXPECT_NE(report.find("unreadable " + i1 + t.rows[1].image + ": cannot decode"), std::string::npos) << report;
+  EXPECT_NE(report.find("missing " + t.csv + ":6 " + t.rows[4].image), std::string::npos)
+      << report;  // row 5 = line 6
+  EXPECT_NE(report.find("unreadable " + i1 + t.rows[1].image + ": cannot decode"), std::string::npos)
+      << report;
   EXPECT_NE(report.find("unreadable " + i1 + t.rows[2].image + ": empty file"), std::string::npos) << report;
-  EXPECT_NE(report.find("unreadable " + i1 + t.rows[3].image + ": cannot decode"), std::string::npos) << report;
+  EXPECT_NE(report.find("unreadable " + i1 + t.rows[3].image + ": cannot decode"), std::string::npos)
+      << report;
   PackedDataset d(o.out);
   int excluded = 0;
   for (int64_t i = 0; i < d.size(); ++i) excluded += d.split()[i] == Split::Excluded;
@@ -165,7 +189,8 @@ TEST(DataPrepare, CsvErrorStopsWithLine) {
     prepare_dataset(o);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(t.csv + ":6: unknown label 'Tumour'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(t.csv + ":6: unknown label 'Tumour'"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -131,6 +131,7 @@ TEST(CliNumbers, UnusableValuesAreRefusedNamingTheOption) {
       {"synth --out s --patients 0", "--patients"},
       {"predict --weights w.h5 --out p.csv --batch 0 x.png", "--batch"},
       {"gradcam --weights w.h5 --out g --top-k 0 x.png", "--top-k"},
+      {"predict --weights w.h5 --out p.csv --max-image-pixels 0 x.png", "--max-image-pixels"},
   };
   for (const auto& [args, option] : cases) {
     const auto r = test::run_cxr(dir, args);

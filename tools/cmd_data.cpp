@@ -105,6 +105,7 @@ void add_prepare(CLI::App& app) {
   auto split = std::make_shared<SplitFlags>();
   auto json = std::make_shared<bool>(false);
   CLI::App* c = app.add_subcommand("prepare", "label CSV + images -> packed HDF5 dataset with a patient-wise split");
+  add_max_image_pixels(c);
   c->add_option("--csv", opt->csv, "Data_Entry_2017(_v2020).csv")->required();
   c->add_option("--images", opt->images_dir, "image folder, searched recursively")->required();
   c->add_option("--out", opt->out, "packed HDF5 file to write")->required();

@@ -14,6 +14,7 @@ void add_gradcam_commands(CLI::App& app) {
   CLI::App* g = app.add_subcommand(
       "gradcam",
       "Grad-CAM overlays: where the model looks for a class; with --boxes, the pointing game against them");
+  add_max_image_pixels(g);
   g->footer(
       "Maps use the gradient of the class's logit (before the sigmoid): the sigmoid's derivative would scale "
       "every "

@@ -6,6 +6,9 @@
 
 #include <cstdint>
 #include <limits>
+#include <string>
+
+#include "io/image.h"
 
 namespace cxr::cli {
 
@@ -25,5 +28,13 @@ inline const CLI::Validator kImageSide = CLI::Range(32, 8192).description("32 to
 // 0 is "the default" for options that take the model's or the dataset's size otherwise.
 inline const CLI::Validator kImageSideOrDefault =
     CLI::Validator([](std::string& v) { return v == "0" ? std::string() : kImageSide(v); }, "0 or 32 to 8192");
+
+// --max-image-pixels on the commands that decode images (io/image.h: decompression bombs).
+inline void add_max_image_pixels(CLI::App* c) {
+  c->add_option_function<int64_t>(
+       "--max-image-pixels", [](const int64_t& v) { io::set_max_image_pixels(v); },
+       "Refuse images declaring more pixels (default " + std::to_string(io::kDefaultMaxImagePixels) + ")")
+      ->check(kAtLeastOne);
+}
 
 }  // namespace cxr::cli
