@@ -25,7 +25,8 @@ std::string concat(const Args&... args) {
 
 }  // namespace cxr
 
-// CXR_CHECK(cond, parts...): throws cxr::Error "file:line: check `cond` failed: parts..." when cond is false.
+// CXR_CHECK(cond, parts...): throws cxr::Error "file:line: check `cond` failed: parts..." when cond is
+// false; file is relative to the source tree (-fmacro-prefix-map in CMakeLists.txt).
 #define CXR_CHECK(cond, ...)                                                                      \
   do {                                                                                            \
     if (!(cond))                                                                                  \
@@ -33,5 +34,7 @@ std::string concat(const Args&... args) {
                          ::cxr::detail::concat("check `", #cond, "` failed: ", ##__VA_ARGS__));  \
   } while (0)
 
-// CXR_FAIL(parts...): unconditional error with the same format.
-#define CXR_FAIL(...) ::cxr::throw_error(__FILE__, __LINE__, ::cxr::detail::concat(__VA_ARGS__))
+// CXR_FAIL(parts...): an error for the user, "parts..." alone. Its message says what is wrong with
+// what they gave (a file, a dataset, a value), so the engine's source location stays out of it; an
+// internal invariant uses CXR_CHECK, whose location (relative to the source tree) helps a bug report.
+#define CXR_FAIL(...) throw ::cxr::Error(::cxr::detail::concat(__VA_ARGS__))

@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -93,6 +95,14 @@ std::vector<const FileTensor*> map_backbone(const WeightFile& wf, const ParamTab
     CXR_FAIL(os.str());
   }
   return src;
+}
+
+// A NaN or Inf weight poisons every output and every checkpoint after it: refused where it is read.
+void check_finite(const FileTensor& t, const std::vector<float>& values) {
+  const auto bad = std::find_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
+  if (bad != values.end())
+    CXR_FAIL("dataset ", t.path, ": element ", bad - values.begin(), " of ", values.size(), " is ", *bad,
+             " (weights must be finite)");
 }
 
 void check_tensor(const WeightFile& wf, const ParamEntry& e, const FileTensor& t) {
@@ -337,6 +347,7 @@ std::string load_weights(const std::string& path, const ParamTable& table, std::
       if (!t) continue;
       keras.resize(size_t(e.numel));
       h5::read_floats(f, t->path, keras.data(), e.numel);
+      check_finite(*t, keras);
       keras_to_ours(e, keras.data(), (e.trainable ? new_params : new_state).data() + e.offset);
     }
     if (h5::is_group(f, "/cxr")) new_meta = read_meta(f);

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -33,11 +35,15 @@ void write_atomically(const std::string& path, const std::function<void(const st
 
 void write_text_file(const std::string& path, const std::string& text) {
   write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw Error(tmp + ": cannot open for writing");
-    f << text;
-    f.close();
-    if (!f) throw Error(tmp + ": write failed");
+    // stdio rather than a stream: a failed write keeps its errno (a full disk, a file-size limit).
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) throw Error(path + ": cannot create " + tmp + ": " + std::strerror(errno));
+    const bool wrote = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
+                       ::fsync(::fileno(f)) == 0;
+    const int err = errno;
+    if (std::fclose(f) != 0 || !wrote)
+      throw Error(path + ": cannot write it: " + std::strerror(wrote ? errno : err) +
+                  " (the previous file, if any, is unchanged)");
   });
 }
 

@@ -35,6 +35,17 @@ herr_t collect_innermost(unsigned n, const H5E_error2_t* err, void* out) {
   return 0;
 }
 
+// HDF5's low-level I/O errors run over several lines ("file write failed: time = ..., filename =
+// ..., errno = 27, error message = 'File too large', buf = 0x..."): kept to what failed and the
+// system's reason.
+std::string shortened(const std::string& desc) {
+  const std::string key = "error message = '";
+  const size_t at = desc.find(key), colon = desc.find(':');
+  if (at == std::string::npos || colon == std::string::npos) return desc;
+  const size_t end = desc.find('\'', at + key.size());
+  return desc.substr(0, colon) + ": " + desc.substr(at + key.size(), end - at - key.size());
+}
+
 Handle attr(hid_t obj, const std::string& name) {
   Handle a(H5Aopen(obj, name.c_str(), H5P_DEFAULT), H5Aclose);
   if (!a.valid()) CXR_FAIL("cannot open attribute '", name, "': ", last_error());
@@ -114,7 +125,7 @@ StringLayout layout_of(hid_t type) {
 std::string last_error() {
   std::string s;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect_innermost, &s);
-  return s.empty() ? "no HDF5 error message" : s;
+  return s.empty() ? "no HDF5 error message" : shortened(s);
 }
 
 bool is_hdf5(const std::string& path, std::string* why) {

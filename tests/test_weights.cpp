@@ -534,6 +534,7 @@ class WeightsBadFiles : public ::testing::Test {
       const std::string m = e.what();
       std::printf("  error: %s\n", m.c_str());
       EXPECT_NE(m.find(path), std::string::npos) << "the error does not name the file: " << m;
+      EXPECT_EQ(m.find(".cpp:"), std::string::npos) << "the error names the engine's source location: " << m;
       for (const auto& part : parts) EXPECT_NE(m.find(part), std::string::npos) << "expected '" << part << "' in: " << m;
     }
     EXPECT_EQ(p, p0) << "a failed load changed the parameters";
@@ -618,6 +619,27 @@ TEST_F(WeightsBadFiles, WrongDtype) {
     H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data());
   }
   expect_error(path, {"dataset " + ds, "expected float32, found float64"});
+}
+
+TEST_F(WeightsBadFiles, NonFiniteWeightsAreRefused) {
+  // Issue 14: one NaN in a kernel or an Inf in a gamma ran on silently, into checkpoints of NaN.
+  for (const auto& [ds, value] : {std::pair{std::string("/conv1/conv/conv1/conv/kernel:0"), std::nanf("")},
+                                  std::pair{std::string("/conv1/bn/conv1/bn/gamma:0"), INFINITY}}) {
+    const std::string path = copy("nonfinite.h5");
+    {
+      h5::Silence quiet;
+      h5::Handle f = open_rw(path);
+      const auto info = h5::dataset_info(f, ds);
+      int64_t n = 1;
+      for (int64_t d : info.shape) n *= d;
+      std::vector<float> v(static_cast<size_t>(n));
+      h5::read_floats(f, ds, v.data(), n);
+      v[size_t(n / 2)] = value;
+      h5::Handle d = h5::open_dataset(f, ds);
+      ASSERT_GE(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), 0);
+    }
+    expect_error(path, {"dataset " + ds, "(weights must be finite)"});
+  }
 }
 
 TEST_F(WeightsBadFiles, NotAKerasFile) {

@@ -1,11 +1,21 @@
 // cxr: train, evaluate and explain chest X-ray classifiers (DenseNet121 on CPU or CUDA).
+#include <csignal>
 #include <cstdio>
 #include <exception>
+
+#include <hdf5.h>
 
 #include "engine/library_versions.h"
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (ulimit -f) a write fails with EFBIG instead of killing the process with
+  // SIGXFSZ, so every writer reports the file and the reason, and removes its temporary file.
+  std::signal(SIGXFSZ, SIG_IGN);
+  // An HDF5 file whose close failed (its flush hit a full disk) stays in HDF5's tables, and HDF5's
+  // own exit handler then crashes closing it again (seen with 1.10.8). Every file is closed by its
+  // owner or abandoned after an error that has been reported, so nothing is lost without it.
+  H5dont_atexit();
   CLI::App app{"cxr: a chest X-ray diagnosis engine (DenseNet121 on CPU or CUDA)", "cxr"};
   app.require_subcommand(1);
   // The loaded cuDNN and cuBLAS beside the compiled ones (no GPU needed to read them).

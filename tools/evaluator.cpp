@@ -34,17 +34,6 @@ json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr
 
 std::string class_name(int k) { return std::string(io::kClassNames[size_t(k)]); }
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    f << text;
-    f.flush();
-    if (!f.good()) CXR_FAIL("cannot write ", tmp);
-  }
-  fs::rename(tmp, path);
-}
-
 }  // namespace
 
 json evaluate(const EvaluateOptions& opt) {
@@ -125,7 +114,7 @@ json evaluate(const EvaluateOptions& opt) {
 
   if (!opt.out.empty()) {
     fs::create_directories(opt.out);
-    write_text_atomic((fs::path(opt.out) / "metrics.json").string(), result.dump(2) + "\n");
+    io::write_text_file((fs::path(opt.out) / "metrics.json").string(), result.dump(2) + "\n");
     std::ostringstream csv;
     csv << "class,positives,negatives,auc";
     if (opt.bootstrap > 0) csv << ",auc_lo,auc_hi";
@@ -137,7 +126,7 @@ json evaluate(const EvaluateOptions& opt) {
         csv << "," << result["auc_ci95"][class_name(k)][0] << "," << result["auc_ci95"][class_name(k)][1];
       csv << "\n";
     }
-    write_text_atomic((fs::path(opt.out) / "per_class.csv").string(), csv.str());
+    io::write_text_file((fs::path(opt.out) / "per_class.csv").string(), csv.str());
     io::write_figure(io::roc_figure(io::per_class_roc_curves(probs, labels, K), auc,
                                     "ROC curves, " + opt.split + " set (" + std::to_string(idx.size()) + " images)"),
                      (fs::path(opt.out) / "roc_curves").string());
@@ -273,7 +262,7 @@ PredictResult predict(const PredictOptions& opt) {
     if (int64_t(names.size()) == opt.batch) flush();
   }
   flush();
-  if (result.written > 0) write_text_atomic(opt.out, csv.str());
+  if (result.written > 0) io::write_text_file(opt.out, csv.str());
   return result;
 }
 

@@ -94,23 +94,21 @@ CXR_INSTANTIATE_GRADCAM(double)
 
 // ---- dispatch ---------------------------------------------------------------------------------
 
-namespace {
-bool on_cuda(Backend& be, const char* op) {
-  if (be.device() != Device::CUDA) return false;
+// A CUDA backend runs the CUDA twin (kernels/cuda/gradcam_cuda.cu); a build without CUDA never
+// references it (it is not linked there) and refuses such a backend.
 #ifdef CXR_HAVE_CUDA
-  (void)op;
-  return true;
+#define CXR_GRADCAM_ON_CUDA(be, op, call) \
+  if ((be).device() == Device::CUDA) return call
 #else
-  CXR_FAIL(op, ": a CUDA backend in a build without CUDA");
+#define CXR_GRADCAM_ON_CUDA(be, op, call) \
+  if ((be).device() == Device::CUDA) CXR_FAIL(op, ": a CUDA backend in a build without CUDA")
 #endif
-}
-}  // namespace
 
 void gradcam_channel_weights(Backend& be, float* weights, const Tensor& grads) {
   check_device(grads, be.device(), "gradcam_channel_weights: grads");
   check_plane_contiguous(grads, "gradcam_channel_weights: grads");
   if (grads.numel() == 0) return;
-  if (on_cuda(be, "gradcam_channel_weights")) return cuda::gradcam_channel_weights(be, weights, grads);
+  CXR_GRADCAM_ON_CUDA(be, "gradcam_channel_weights", cuda::gradcam_channel_weights(be, weights, grads));
   cpu::gradcam_channel_weights(weights, grads.data, grads.n(), grads.c(), grads.h() * grads.w(),
                                grads.batch_stride);
 }
@@ -119,8 +117,7 @@ void gradcam_weighted_sum_relu(Backend& be, float* cam, const float* weights, co
   check_device(features, be.device(), "gradcam_weighted_sum_relu: features");
   check_plane_contiguous(features, "gradcam_weighted_sum_relu: features");
   if (features.numel() == 0) return;
-  if (on_cuda(be, "gradcam_weighted_sum_relu"))
-    return cuda::gradcam_weighted_sum_relu(be, cam, weights, features);
+  CXR_GRADCAM_ON_CUDA(be, "gradcam_weighted_sum_relu", cuda::gradcam_weighted_sum_relu(be, cam, weights, features));
   cpu::gradcam_weighted_sum_relu(cam, weights, features.data, features.n(), features.c(),
                                  features.h() * features.w(), features.batch_stride);
 }
@@ -128,7 +125,7 @@ void gradcam_weighted_sum_relu(Backend& be, float* cam, const float* weights, co
 void gradcam_normalize(Backend& be, float* cam, int64_t n, int64_t hw) {
   CXR_CHECK(n >= 0 && hw >= 0, "gradcam_normalize: bad sizes n=", n, " hw=", hw);
   if (n * hw == 0) return;
-  if (on_cuda(be, "gradcam_normalize")) return cuda::gradcam_normalize(be, cam, n, hw);
+  CXR_GRADCAM_ON_CUDA(be, "gradcam_normalize", cuda::gradcam_normalize(be, cam, n, hw));
   cpu::gradcam_normalize(cam, n, hw);
 }
 
@@ -137,7 +134,7 @@ void bilinear_resize(Backend& be, float* out, int64_t out_h, int64_t out_w, cons
   CXR_CHECK(n >= 0 && h >= 1 && w >= 1 && out_h >= 1 && out_w >= 1, "bilinear_resize: bad sizes (", n, ", ",
             h, ", ", w, ") -> (", out_h, ", ", out_w, ")");
   if (n == 0) return;
-  if (on_cuda(be, "bilinear_resize")) return cuda::bilinear_resize(be, out, out_h, out_w, in, n, h, w);
+  CXR_GRADCAM_ON_CUDA(be, "bilinear_resize", cuda::bilinear_resize(be, out, out_h, out_w, in, n, h, w));
   cpu::bilinear_resize(out, out_h, out_w, in, n, h, w);
 }
 
