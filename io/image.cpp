@@ -1,9 +1,8 @@
 #include "io/image.h"
 
-#include <atomic>
-
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <utility>
 #include <climits>
 #include <cmath>
@@ -16,14 +15,10 @@
 #include "engine/error.h"
 #include "io/fileutil.h"
 
-#define STB_IMAGE_IMPLEMENTATION
+// The implementations are compiled once in io/stb_impl.cpp, with the same configuration.
 #define STBI_NO_STDIO
 #define STBI_FAILURE_USERMSG
-#define STB_IMAGE_STATIC
 #include <stb_image.h>
-
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
 #include <stb_image_write.h>
 
 namespace cxr::io {

@@ -376,8 +376,17 @@ void write_png(const Figure& fig, const std::string& path) {
   cairo_destroy(cr);
   cairo_surface_flush(surface);
   cairo_status_t written = CAIRO_STATUS_SUCCESS;
-  if (drawn == CAIRO_STATUS_SUCCESS)
-    write_atomically(path, [&](const std::string& tmp) { written = cairo_surface_write_to_png(surface, tmp.c_str()); });
+  try {
+    if (drawn == CAIRO_STATUS_SUCCESS)
+      write_atomically(path, [&](const std::string& tmp) {
+        written = cairo_surface_write_to_png(surface, tmp.c_str());
+        // Thrown here, so that write_atomically removes the temporary file instead of renaming it.
+        if (written != CAIRO_STATUS_SUCCESS) CXR_FAIL(path, ": cannot write PNG: ", cairo_status_to_string(written));
+      });
+  } catch (...) {
+    cairo_surface_destroy(surface);
+    throw;
+  }
   cairo_surface_destroy(surface);
   if (drawn != CAIRO_STATUS_SUCCESS) CXR_FAIL(path, ": cairo drawing failed: ", cairo_status_to_string(drawn));
   if (written != CAIRO_STATUS_SUCCESS) CXR_FAIL(path, ": cannot write PNG: ", cairo_status_to_string(written));
