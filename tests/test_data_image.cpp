@@ -158,6 +158,24 @@ TEST(DataImage, DecompressionBombIsRefusedFromItsHeader) {
   set_max_image_pixels(kDefaultMaxImagePixels);
 }
 
+// A JPEG whose Huffman table claims more than 256 codes made stb_image 2.27 write past its table
+// (found by fuzzing; Note [JPEG Huffman tables before stb_image]).
+TEST(DataImage, JpegWithAnOverfullHuffmanTableIsRefused) {
+  auto grey = random_grey(32, 32, 9);
+  ScratchDir dir("jpeg_dht");
+  write_jpg(dir / "ok.jpg", grey.data(), 32, 32, 1, 90);
+  std::string bytes = cxr::io::read_text_file(dir / "ok.jpg");
+  const size_t dht = bytes.find("\xFF\xC4");
+  ASSERT_NE(dht, std::string::npos) << "stb_image_write writes its Huffman tables";
+  GreyImage img;
+  std::string err;
+  ASSERT_TRUE(decode_grey_memory(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), &img, &err))
+      << err;
+  for (int i = 0; i < 16; ++i) bytes[dht + 5 + size_t(i)] = char(0x20);  // 16 x 32 = 512 codes
+  EXPECT_FALSE(decode_grey_memory(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), &img, &err));
+  EXPECT_EQ(err, "corrupt JPEG: a Huffman table with more than 256 codes");
+}
+
 TEST(DataImage, BrokenFilesGiveReasons) {
   ScratchDir dir("broken");
   auto grey = random_grey(64, 64, 3);
