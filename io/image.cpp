@@ -302,15 +302,21 @@ bool jpeg_huffman_tables_ok(const uint8_t* d, size_t n) {
     if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) { p += 2; continue; }
     if (marker == 0xD9) return true;  // end of image
     const size_t len = size_t(d[p + 2]) << 8 | d[p + 3];
-    if (len < 2 || p + 2 + len > n) return true;  // truncated: stb_image refuses it
     if (marker == 0xC4) {  // DHT: tables of (class/id, 16 counts, the symbols)
-      for (size_t q = p + 4; q + 17 <= p + 2 + len;) {
+      // As stb_image reads it: table after table while the segment's length lasts, each table's
+      // counts read (and its table built) before the length is checked, past the segment's end and
+      // past the file's end too (where stb_image reads zeros).
+      auto byte = [&](size_t i) -> size_t { return i < n ? d[i] : 0; };
+      int64_t left = int64_t(len) - 2;
+      for (size_t q = p + 4; left > 0;) {
         size_t codes = 0;
-        for (int i = 1; i <= 16; ++i) codes += d[q + size_t(i)];
+        for (size_t i = 1; i <= 16; ++i) codes += byte(q + i);
         if (codes > 256) return false;
+        left -= int64_t(17 + codes);
         q += 17 + codes;
       }
     }
+    if (len < 2 || p + 2 + len > n) return true;  // truncated: stb_image refuses it
     p += 2 + len;
     if (marker == 0xDA) {  // start of scan: skip the entropy-coded data up to the next marker
       while (p + 1 < n && !(d[p] == 0xFF && d[p + 1] != 0x00 && !(d[p + 1] >= 0xD0 && d[p + 1] <= 0xD7))) ++p;
