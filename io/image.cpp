@@ -283,50 +283,6 @@ std::atomic<int64_t> g_max_image_pixels{kDefaultMaxImagePixels};
 void set_max_image_pixels(int64_t pixels) { g_max_image_pixels.store(pixels, std::memory_order_relaxed); }
 int64_t max_image_pixels() { return g_max_image_pixels.load(std::memory_order_relaxed); }
 
-namespace {
-
-// Note [JPEG Huffman tables before stb_image]
-// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// stb_image 2.27 (Debian 12's libstb) writes one byte per Huffman code into a 257-byte table
-// without checking that a DHT segment's 16 counts add up to at most 256: a hostile JPEG writes
-// past it (found by tests/fuzz/fuzz_png.cpp; UBSan: "index 257 out of bounds for type
-// 'stbi_uc[257]'"; stb 2.28 checks it). So every DHT segment, also those between the scans of a
-// progressive JPEG, is checked here before stb_image sees the file.
-bool jpeg_huffman_tables_ok(const uint8_t* d, size_t n) {
-  if (n < 4 || d[0] != 0xFF || d[1] != 0xD8) return true;  // not a JPEG: not ours to judge
-  size_t p = 2;
-  while (p + 4 <= n) {
-    if (d[p] != 0xFF) return true;  // lost sync: stb_image refuses such a file by itself
-    const uint8_t marker = d[p + 1];
-    if (marker == 0xFF) { ++p; continue; }  // fill byte
-    if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) { p += 2; continue; }
-    if (marker == 0xD9) return true;  // end of image
-    const size_t len = size_t(d[p + 2]) << 8 | d[p + 3];
-    if (marker == 0xC4) {  // DHT: tables of (class/id, 16 counts, the symbols)
-      // As stb_image reads it: table after table while the segment's length lasts, each table's
-      // counts read (and its table built) before the length is checked, past the segment's end and
-      // past the file's end too (where stb_image reads zeros).
-      auto byte = [&](size_t i) -> size_t { return i < n ? d[i] : 0; };
-      int64_t left = int64_t(len) - 2;
-      for (size_t q = p + 4; left > 0;) {
-        size_t codes = 0;
-        for (size_t i = 1; i <= 16; ++i) codes += byte(q + i);
-        if (codes > 256) return false;
-        left -= int64_t(17 + codes);
-        q += 17 + codes;
-      }
-    }
-    if (len < 2 || p + 2 + len > n) return true;  // truncated: stb_image refuses it
-    p += 2 + len;
-    if (marker == 0xDA) {  // start of scan: skip the entropy-coded data up to the next marker
-      while (p + 1 < n && !(d[p] == 0xFF && d[p + 1] != 0x00 && !(d[p + 1] >= 0xD0 && d[p + 1] <= 0xD7))) ++p;
-    }
-  }
-  return true;
-}
-
-}  // namespace
-
 bool decode_grey_memory(const uint8_t* data, size_t size, GreyImage* out, std::string* error, bool png_fast_path) {
   if (size == 0) {
     *error = "empty file";
@@ -334,10 +290,6 @@ bool decode_grey_memory(const uint8_t* data, size_t size, GreyImage* out, std::s
   }
   if (size > static_cast<size_t>(INT32_MAX)) {
     *error = "file too large";
-    return false;
-  }
-  if (!jpeg_huffman_tables_ok(data, size)) {
-    *error = "corrupt JPEG: a Huffman table with more than 256 codes";
     return false;
   }
   int w = 0, h = 0, ch = 0;  // the header alone (stb_image reads no pixel for this)
