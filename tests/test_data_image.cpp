@@ -159,7 +159,7 @@ TEST(DataImage, DecompressionBombIsRefusedFromItsHeader) {
 }
 
 // A JPEG whose Huffman table claims more than 256 codes made stb_image 2.27 write past its table
-// (found by fuzzing; Note [stb_image's Huffman overflow] in io/CMakeLists.txt).
+// (found by fuzzing; Note [stb_image's fixes] in io/CMakeLists.txt).
 TEST(DataImage, JpegWithAnOverfullHuffmanTableIsRefused) {
   auto grey = random_grey(32, 32, 9);
   ScratchDir dir("jpeg_dht");
