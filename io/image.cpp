@@ -52,6 +52,11 @@ bool decode_stb(const uint8_t* data, size_t size, GreyImage* out, std::string* e
       *error = std::string("cannot decode: ") + stbi_failure_reason();
       return false;
     }
+    if (w <= 0 || h <= 0) {
+      stbi_image_free(p);
+      *error = "cannot decode: an image of " + std::to_string(w) + " x " + std::to_string(h) + " pixels";
+      return false;
+    }
     out->width = w, out->height = h;
     out->pixels.resize(static_cast<size_t>(w) * h);
     to_grey(p, static_cast<int64_t>(w) * h, ch, out->pixels.data());
@@ -61,6 +66,11 @@ bool decode_stb(const uint8_t* data, size_t size, GreyImage* out, std::string* e
   stbi_uc* p = stbi_load_from_memory(data, len, &w, &h, &ch, 0);
   if (!p) {
     *error = std::string("cannot decode: ") + stbi_failure_reason();
+    return false;
+  }
+  if (w <= 0 || h <= 0) {  // stb_image returns a PNM header of "P5 0 ..." as a 0 x N image
+    stbi_image_free(p);
+    *error = "cannot decode: an image of " + std::to_string(w) + " x " + std::to_string(h) + " pixels";
     return false;
   }
   out->width = w, out->height = h;
