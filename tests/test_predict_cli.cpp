@@ -2,6 +2,7 @@
 // and with inputs that cannot be read (issue 14's findings): each row holds its own image's
 // probabilities, one column per class of the model; unreadable files are named and make the exit
 // status non-zero (as cp and grep do) while the readable ones are still written.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -137,6 +138,8 @@ TEST(CliNumbers, UnusableValuesAreRefusedNamingTheOption) {
     const auto r = test::run_cxr(dir, args);
     EXPECT_NE(r.status, 0) << args;
     EXPECT_NE(r.err.find(option), std::string::npos) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("cxr: error: ", 0), 0u) << args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
     EXPECT_FALSE(fs::exists(dir / "run")) << args;
   }
 }

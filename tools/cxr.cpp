@@ -29,7 +29,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // One line, in the same form as every other failure (CLI11's own is two lines, unprefixed).
+    std::fprintf(stderr, "cxr: error: %s (run with --help for the options)\n", e.what());
+    return e.get_exit_code();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cxr: error: %s\n", e.what());
     return 1;
