@@ -125,12 +125,7 @@ std::string label_string(const std::array<uint8_t, kNumClasses>& labels) {
 
 namespace {
 
-// A field as an error message shows it: quoted, cut after 80 characters (a hostile file's field of
-// megabytes is not echoed), its length told when cut.
-std::string shown(const std::string& field) {
-  if (field.size() <= 80) return "'" + field + "'";
-  return "'" + field.substr(0, 80) + "...' (" + std::to_string(field.size()) + " chars)";
-}
+std::string shown(const std::string& field) { return quote_for_message(field, 80, /*with_length=*/false); }
 
 // "Mass|Nodule" or "No Finding" (alone) -> labels.
 void parse_labels(const std::string& path, int64_t line, const std::string& field,

@@ -55,6 +55,12 @@ std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
+std::string quote_for_message(const std::string& s, size_t limit, bool with_length) {
+  const bool cut = s.size() > limit;
+  const std::string q = "'" + (cut ? s.substr(0, limit) + "..." : s) + "'";
+  return cut || with_length ? q + " (" + std::to_string(s.size()) + " chars)" : q;
+}
+
 std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> lines;
   // A UTF-8 byte-order mark (Excel's "CSV UTF-8" starts every file with one) is no part of line 1.

@@ -21,5 +21,9 @@ std::string read_text_file(const std::string& path);
 
 // Splits text into lines (LF or CRLF), keeping empty lines so that index+1 is the line number.
 std::vector<std::string> split_lines(const std::string& text);  // \n or \r\n; a leading UTF-8 BOM is dropped
+// A name or field from an input file as an error message shows it: quoted, cut after `limit`
+// characters (a hostile file's field of megabytes is not echoed), and followed by its length when
+// cut or when `with_length` (so a truncated name or an encoding problem shows at a glance).
+std::string quote_for_message(const std::string& s, size_t limit, bool with_length);
 
 }  // namespace cxr::io

@@ -7,6 +7,7 @@
 
 #include "engine/backend.h"
 #include "engine/error.h"
+#include "io/fileutil.h"
 #include "io/hdf5.h"
 
 namespace cxr::io {
@@ -190,11 +191,7 @@ void scan_keras3(hid_t f, const std::string& layers, WeightFile& wf) {
 
 }  // namespace
 
-std::string quoted(const std::string& name) {
-  constexpr size_t kShown = 200;  // a hostile file's name of megabytes is cut, its length still told
-  const std::string shown = name.size() > kShown ? name.substr(0, kShown) + "..." : name;
-  return "'" + shown + "' (" + std::to_string(name.size()) + " chars)";
-}
+std::string quoted(const std::string& name) { return quote_for_message(name, 200, /*with_length=*/true); }
 
 std::string legacy_weight_layer(const std::string& group_layer, const std::string& weight_name) {
   const std::string name = weight_name.substr(0, weight_name.rfind(':'));
