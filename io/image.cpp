@@ -1,4 +1,5 @@
 #include "io/image.h"
+#include "io/dicom.h"
 
 #include <algorithm>
 #include <array>
@@ -313,6 +314,7 @@ bool decode_grey_memory(const uint8_t* data, size_t size, GreyImage* out, std::s
 }
 
 bool decode_grey(const std::string& path, GreyImage* out, std::string* error) {
+  if (is_dicom_path(path)) return decode_dicom(path, dicom_options(), out, nullptr, error);
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) {
     *error = "cannot open file";

@@ -15,6 +15,8 @@ struct GreyImage {
 // Decodes a file to 8-bit grey. Colour is converted with ITU-R BT.601 luma (0.299, 0.587, 0.114),
 // alpha is ignored, 16-bit samples are scaled to 8 bits with rounding (v * 255 / 65535).
 // Returns false and sets *error (e.g. "empty file", stb_image's reason) when the file cannot be decoded.
+// DICOM files (is_dicom_path(), io/dicom.h) are decoded and rendered by decode_dicom() with the
+// process-wide dicom_options().
 // 8-bit non-interlaced PNGs take a faster path (stb_image's inflate, a branch-free row unfilter; see
 // Note [PNG fast path] in image.cpp) that gives the same bytes; png_fast_path = false forces stb_image.
 // Images declaring more pixels than the limit are refused from their header, before any pixel is

@@ -6,10 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libcli11-dev
-          nlohmann-json3-dev libstb-dev libgtest-dev libbenchmark-dev libcairo2-dev libexpat1-dev)
-# The test suite also opens the HTML report in a headless browser, and writes full-size legacy
-# Keras weight files with h5py (tests/fixtures/make_legacy_weight_fixtures.py full-size).
-[ "${1:-}" = "--tests" ] && packages+=(chromium python3-h5py python3-numpy)
+          nlohmann-json3-dev libstb-dev libgtest-dev libbenchmark-dev libcairo2-dev libexpat1-dev
+          libgdcm-dev libssl-dev)
+# The test suite also opens the HTML report in a headless browser, writes full-size legacy Keras
+# weight files with h5py (tests/fixtures/make_legacy_weight_fixtures.py full-size), and DICOM files
+# with pydicom, DCMTK and GDCM's tools (tests/fixtures/make_dicom_fixtures.py).
+[ "${1:-}" = "--tests" ] && packages+=(chromium python3-h5py python3-numpy python3-pydicom python3-pil dcmtk
+                                      libgdcm-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
