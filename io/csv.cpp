@@ -151,7 +151,7 @@ void parse_labels(const std::string& path, int64_t line, const std::string& fiel
 
 }  // namespace
 
-std::vector<LabelRow> read_label_csv(const std::string& path) {
+std::vector<LabelRow> read_label_csv(const std::string& path, const LabelCsvOptions& opt) {
   const std::vector<std::string> lines = split_lines(read_text_file(path));
   if (lines.empty()) fail_at(path, 1, "empty file: expected a header line");
   int nfields = 0;
@@ -164,7 +164,7 @@ std::vector<LabelRow> read_label_csv(const std::string& path) {
   };
   const Column* c_image = find_col("Image Index", true);
   const Column* c_labels = find_col("Finding Labels", true);
-  const Column* c_patient = find_col("Patient ID", true);
+  const Column* c_patient = find_col("Patient ID", !opt.text_patient_ids);
   const Column* c_follow = find_col("Follow-up #", false);
   const Column* c_age = find_col("Patient Age", false);
   const Column* c_gender = find_col("Patient Gender", false);
@@ -190,14 +190,19 @@ std::vector<LabelRow> read_label_csv(const std::string& path) {
     r.image = f[c_image->first_field];
     if (r.image.empty()) fail_at(path, line, "malformed row: empty Image Index");
     parse_labels(path, line, f[c_labels->first_field], &r.labels);
-    // Patient ID: a positive integer that agrees with the image name's first 8 digits when it has them.
-    const std::string& pid = f[c_patient->first_field];
-    if (!parse_int(pid, &r.patient_id) || r.patient_id <= 0)
-      fail_at(path, line, "bad patient ID '" + pid + "': expected a positive integer");
-    const int64_t from_name = patient_from_image_name(r.image);
-    if (from_name >= 0 && from_name != r.patient_id)
-      fail_at(path, line, "bad patient ID '" + pid + "': image '" + r.image + "' belongs to patient " +
-                              std::to_string(from_name));
+    const std::string pid = c_patient ? f[c_patient->first_field] : std::string();
+    if (opt.text_patient_ids) {
+      // Hospital IDs are text; empty (or no column) means "take it from the image file".
+      r.patient_key = pid;
+    } else {
+      // A positive integer that agrees with the image name's first 8 digits when it has them.
+      if (!parse_int(pid, &r.patient_id) || r.patient_id <= 0)
+        fail_at(path, line, "bad patient ID '" + pid + "': expected a positive integer");
+      const int64_t from_name = patient_from_image_name(r.image);
+      if (from_name >= 0 && from_name != r.patient_id)
+        fail_at(path, line, "bad patient ID '" + pid + "': image '" + r.image + "' belongs to patient " +
+                                std::to_string(from_name));
+    }
     auto get_int = [&](const Column* c, int field_off) -> int {
       if (!c) return 0;
       int64_t v = 0;

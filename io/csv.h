@@ -21,6 +21,7 @@ struct LabelRow {
   std::string image;                          // "00000001_000.png"
   std::array<uint8_t, kNumClasses> labels{};  // 0/1 in kClassNames order
   int64_t patient_id = 0;
+  std::string patient_key;  // LabelCsvOptions::text_patient_ids: the Patient ID as written (may be empty)
   int follow_up = 0;
   int age = 0;
   std::string gender;         // "M" / "F"
@@ -30,9 +31,17 @@ struct LabelRow {
   int64_t line = 0;  // 1-based line in the file (the header is line 1)
 };
 
-// Reads the label file. Required columns: Image Index, Finding Labels, Patient ID; the others are
-// optional. Empty lines are skipped; CRLF line ends accepted.
-std::vector<LabelRow> read_label_csv(const std::string& path);
+// How the label file's Patient ID column is read.
+struct LabelCsvOptions {
+  // false (NIH's file): required, a positive integer agreeing with the image name's first 8 digits.
+  // true (labels for DICOM images): optional, any text, kept in LabelRow::patient_key (patient_id
+  // stays 0); empty means the Patient ID comes from the image file (cxr prepare).
+  bool text_patient_ids = false;
+};
+
+// Reads the label file. Required columns: Image Index, Finding Labels, Patient ID (see
+// LabelCsvOptions); the others are optional. Empty lines are skipped; CRLF line ends accepted.
+std::vector<LabelRow> read_label_csv(const std::string& path, const LabelCsvOptions& opt = {});
 
 // Writes rows in the official format (9-name header, 11 fields a row), to a temporary file renamed
 // into place.

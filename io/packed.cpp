@@ -221,6 +221,12 @@ PackedWriter::PackedWriter(const std::string& path, const std::vector<LabelRow>&
   write_array(file, "/done", H5T_STD_U8LE, done_, {N}, partial_);
   write_strings(file, "/names", names, partial_);
   write_strings(file, "/view_positions", views, partial_);
+  // Text Patient IDs (DICOM): as given, or keyed hashes (PackedMeta::patient_key_hash).
+  if (std::any_of(rows.begin(), rows.end(), [](const LabelRow& r) { return !r.patient_key.empty(); })) {
+    std::vector<std::string> keys(N);
+    for (size_t i = 0; i < N; ++i) keys[i] = rows[i].patient_key;
+    write_strings(file, "/patient_keys", keys, partial_);
+  }
   impl_->done = checked(H5Dopen2(file, "/done", H5P_DEFAULT), H5Dclose, "open /done", partial_);
 
   std::vector<std::string> cls(kClassNames.begin(), kClassNames.end());
@@ -232,6 +238,7 @@ PackedWriter::PackedWriter(const std::string& path, const std::vector<LabelRow>&
   write_string_attr(file, "split_method", meta.split_method);
   write_string_attr(file, "split_lists", meta.split_lists);
   write_string_attr(file, "resize", meta.resize);
+  if (!meta.patient_key_hash.empty()) write_string_attr(file, "patient_key_hash", meta.patient_key_hash);
   write_num_attr(file, "seed", H5T_NATIVE_UINT64, &meta.seed, 1);
   const double ratios[3] = {meta.ratios.train, meta.ratios.val, meta.ratios.test};
   write_num_attr(file, "ratios", H5T_NATIVE_DOUBLE, ratios, 3);
@@ -371,6 +378,12 @@ PackedDataset::PackedDataset(const std::string& path) : impl_(std::make_unique<I
   for (size_t i = 0; i < sp.size(); ++i) split_[i] = static_cast<Split>(sp[i]);
   if (H5Lexists(f, "/view_positions", H5P_DEFAULT) > 0) views_ = read_strings(f, "/view_positions", false, path);
   views_.resize(names_.size());
+  if (H5Lexists(f, "/patient_keys", H5P_DEFAULT) > 0) {
+    patient_keys_ = read_strings(f, "/patient_keys", false, path);
+    if (patient_keys_.size() != names_.size())
+      throw Error(path + ": /patient_keys has " + std::to_string(patient_keys_.size()) + " entries, /images " +
+                  std::to_string(N));
+  }
   class_names_ = read_strings(f, "class_names", true, path);
   if (static_cast<int>(class_names_.size()) != kNumClasses)
     throw Error(path + ": " + std::to_string(class_names_.size()) + " class names, expected " + std::to_string(kNumClasses));

@@ -7,6 +7,9 @@
 //   /names           string (N)         image file names, fixed length
 //   /patient_ids     int64  (N)
 //   /view_positions  string (N)         "PA" / "AP"
+//   /patient_keys    string (N)         only for DICOM-made files: the text Patient ID, as given or as
+//                                       a keyed hash (root attribute patient_key_hash says which);
+//                                       /patient_ids then holds 63 bits of its SHA-256
 //   /split           uint8  (N)         0 train, 1 val, 2 test, 255 excluded (image unreadable)
 //   /done            uint8  (N)         0 pending, 1 written, 2 unreadable (resume bookkeeping)
 //   root attributes: format ("cxr-packed-1"), class_names (C strings), image_size, command,
@@ -34,6 +37,7 @@ struct PackedMeta {
   std::string split_method;  // "random" or "lists"
   std::string split_lists;   // the list files, space-separated
   std::string resize;        // how images were resized (io/image.h), e.g. "mitchell antialiased"
+  std::string patient_key_hash;  // "" (no text IDs), "none" (as given) or "hmac-sha256 (key file ...)"
   uint64_t seed = 0;
   SplitRatios ratios;
 };
@@ -85,6 +89,9 @@ class PackedDataset {
   const std::vector<std::string>& names() const { return names_; }
   const std::vector<int64_t>& patient_ids() const { return patient_ids_; }
   const std::vector<std::string>& view_positions() const { return views_; }
+  // Text Patient IDs of DICOM-made files (as given, or hashed: attribute("patient_key_hash")); empty
+  // for files made from NIH's CSV, whose IDs are the integers of patient_ids().
+  const std::vector<std::string>& patient_keys() const { return patient_keys_; }
   const std::vector<uint8_t>& labels() const { return labels_; }  // (N, 14)
   const std::vector<Split>& split() const { return split_; }
   const std::vector<std::string>& class_names() const { return class_names_; }
@@ -107,7 +114,7 @@ class PackedDataset {
   std::unique_ptr<Impl> impl_;
   std::string path_;
   int image_size_ = 0;
-  std::vector<std::string> names_, views_, class_names_;
+  std::vector<std::string> names_, views_, class_names_, patient_keys_;
   std::vector<int64_t> patient_ids_;
   std::vector<uint8_t> labels_;
   std::vector<Split> split_;

@@ -21,6 +21,9 @@ struct PrepareOptions {
   std::string command;    // recorded in the file
   bool quiet = false;     // no progress output
   int64_t stop_after = -1;  // testing: stop (resumably) after this many new images
+  // DICOM (io/dicom.h; the window is the process-wide dicom_options()):
+  std::vector<std::string> views;  // keep only images whose View Position is one of these (empty: all)
+  std::string patient_key_file;    // --hash-patient-ids: store HMAC-SHA256 of text Patient IDs under this key
 };
 
 struct PrepareResult {
@@ -31,11 +34,19 @@ struct PrepareResult {
   int64_t unreadable = 0;  // decoding failed (listed in the report, split set to 255)
   int64_t missing = 0;     // CSV rows whose image is not under images_dir (listed with line numbers)
   int64_t unlisted = 0;    // rows in none of the split lists
+  int64_t dicom = 0;       // DICOM files among the images found
+  int64_t burned_in = 0;   // kept DICOM images with Burned In Annotation YES (listed in the report)
+  int64_t other_view = 0;  // rows left out because their View Position is not in `views`
   bool complete = false;   // false only when stopped by stop_after
   std::string report;      // path of the report file (<out>.report.txt)
   double seconds = 0;
 };
 
+// DICOM images (is_dicom_path(): .dcm, .dicom, or no extension and the DICM preamble) are read like the
+// others, with these rules: the label CSV's Image Index is the file name or the SOP Instance UID; its
+// Patient ID column is optional text (LabelCsvOptions::text_patient_ids), taken from the file's
+// (0010,0020) when empty; the file's View Position replaces the CSV's. Text IDs are stored in
+// /patient_keys (as given, or hashed with patient_key_file) and split by patient_number().
 PrepareResult prepare_dataset(const PrepareOptions& opt);
 
 // Maps each file name under dir (recursively) to its path. Throws cxr::Error when dir is not a directory.

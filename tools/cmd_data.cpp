@@ -106,7 +106,9 @@ void add_prepare(CLI::App& app) {
   auto json = std::make_shared<bool>(false);
   CLI::App* c = app.add_subcommand("prepare", "label CSV + images -> packed HDF5 dataset with a patient-wise split");
   add_max_image_pixels(c);
-  c->add_option("--csv", opt->csv, "Data_Entry_2017(_v2020).csv")->required();
+  add_dicom_window(c);
+  c->add_option("--csv", opt->csv, "Data_Entry_2017(_v2020).csv, or labels for DICOM images (keyed by file name or "
+                                   "SOP Instance UID; Patient ID optional)")->required();
   c->add_option("--images", opt->images_dir, "image folder, searched recursively")->required();
   c->add_option("--out", opt->out, "packed HDF5 file to write")->required();
   c->add_option("--size", opt->size, "image side after resizing")->capture_default_str()->check(kImageSide);
@@ -116,6 +118,11 @@ void add_prepare(CLI::App& app) {
                 "0: resample each full image with the antialiasing filter; G > 0: first average r x r "
                 "blocks exactly, r = floor(scale / G) (as Pillow; a few grey levels different)")
       ->capture_default_str();
+  c->add_option("--views", opt->views, "keep only images whose View Position is one of these, e.g. PA,AP")
+      ->delimiter(',');
+  c->add_option("--hash-patient-ids", opt->patient_key_file,
+                "DICOM: store text Patient IDs as HMAC-SHA256 under the key in this file (at least 16 bytes)")
+      ->check(CLI::ExistingFile);
   c->add_flag("--quiet", opt->quiet, "no progress output");
   c->add_flag("--json", *json, "print the summary as JSON");
   c->callback([opt, split, json] {
@@ -126,6 +133,12 @@ void add_prepare(CLI::App& app) {
     cmd << "cxr prepare --csv " << quote(opt->csv) << " --images " << quote(opt->images_dir) << " --out "
         << quote(opt->out) << " --size " << opt->size << " --seed " << opt->seed;
     if (opt->reducing_gap > 0) cmd << " --reducing-gap " << opt->reducing_gap;
+    if (io::dicom_options().window != 1) cmd << " --dicom-window " << io::dicom_options().window;
+    if (!opt->views.empty()) {
+      cmd << " --views ";
+      for (size_t i = 0; i < opt->views.size(); ++i) cmd << (i ? "," : "") << opt->views[i];
+    }
+    if (!opt->patient_key_file.empty()) cmd << " --hash-patient-ids " << quote(opt->patient_key_file);
     if (split->lists.empty()) cmd << " --split " << split->ratios;
     else {
       cmd << " --split-lists";
@@ -136,10 +149,19 @@ void add_prepare(CLI::App& app) {
     if (r.missing || r.unreadable)
       std::fprintf(stderr, "prepare: %lld images missing, %lld unreadable: see %s\n", (long long)r.missing,
                    (long long)r.unreadable, r.report.c_str());
+    if (r.other_view)
+      std::fprintf(stderr, "prepare: %lld images left out by --views: see %s\n", (long long)r.other_view,
+                   r.report.c_str());
+    if (r.burned_in)
+      std::fprintf(stderr,
+                   "cxr: warning: %lld DICOM images have Burned In Annotation (0028,0301) YES: text in the pixels "
+                   "may identify patients and can sway the model; listed in %s\n",
+                   (long long)r.burned_in, r.report.c_str());
     if (*json) {
       std::cout << nlohmann::json{{"out", opt->out}, {"rows", r.rows}, {"images", r.images}, {"written", r.written},
                                   {"already_done", r.already_done}, {"unreadable", r.unreadable}, {"missing", r.missing},
-                                  {"unlisted", r.unlisted}, {"report", r.report}, {"seconds", r.seconds},
+                                  {"unlisted", r.unlisted}, {"dicom", r.dicom}, {"burned_in", r.burned_in},
+                                  {"other_view", r.other_view}, {"report", r.report}, {"seconds", r.seconds},
                                   {"images_per_second", r.seconds > 0 ? r.written / r.seconds : 0.0}}
                        .dump(2)
                 << "\n";

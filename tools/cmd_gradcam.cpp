@@ -15,6 +15,7 @@ void add_gradcam_commands(CLI::App& app) {
       "gradcam",
       "Grad-CAM overlays: where the model looks for a class; with --boxes, the pointing game against them");
   add_max_image_pixels(g);
+  add_dicom_window(g);
   g->footer(
       "Maps use the gradient of the class's logit (before the sigmoid): the sigmoid's derivative would scale "
       "every "

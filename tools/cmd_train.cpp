@@ -80,6 +80,7 @@ void add_train_commands(CLI::App& app) {
   auto p = std::make_shared<app::PredictOptions>();
   CLI::App* pr = app.add_subcommand("predict", "Probabilities of the 14 findings for images, as CSV");
   add_max_image_pixels(pr);
+  add_dicom_window(pr);
   pr->add_option("--weights", p->weights, "Model file or checkpoint")->required();
   pr->add_option("--out", p->out, "CSV to write (image, one column per class)")->required();
   pr->add_option("--size", p->size, "Image size (default: the model's)")->check(kImageSideOrDefault);

@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 
+#include "io/dicom.h"
 #include "io/image.h"
 
 namespace cxr::cli {
@@ -35,6 +36,16 @@ inline void add_max_image_pixels(CLI::App* c) {
        "--max-image-pixels", [](const int64_t& v) { io::set_max_image_pixels(v); },
        "Refuse images declaring more pixels (default " + std::to_string(io::kDefaultMaxImagePixels) + ")")
       ->check(kAtLeastOne);
+}
+
+// --dicom-window on the commands that decode images (io/dicom.h: which Window Center/Width pair, or
+// without windows which VOI LUT, renders a DICOM image).
+inline void add_dicom_window(CLI::App* c) {
+  c->add_option_function<int>(
+       "--dicom-window", [](const int& v) { io::set_dicom_options(io::DicomOptions{v}); },
+       "DICOM: apply the file's N-th window (Window Center/Width), or without windows its N-th VOI LUT "
+       "(default 1)")
+      ->check(CLI::Range(1, 1000));
 }
 
 }  // namespace cxr::cli

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "io/classes.h"
+#include "io/dicom.h"
 #include "io/image.h"
 #include "io/prepare.h"
 #include "io/progress.h"
@@ -148,7 +149,8 @@ std::vector<std::string> expand_image_inputs(const std::vector<std::string>& inp
   auto is_image = [](const fs::path& p) {
     std::string e = p.extension().string();
     std::transform(e.begin(), e.end(), e.begin(), ::tolower);
-    return e == ".png" || e == ".jpg" || e == ".jpeg" || e == ".bmp" || e == ".tga" || e == ".pgm";
+    return e == ".png" || e == ".jpg" || e == ".jpeg" || e == ".bmp" || e == ".tga" || e == ".pgm" ||
+           io::is_dicom_path(p.string());  // .dcm, .dicom, or no extension and the DICM preamble
   };
   for (const auto& in : inputs) {
     const fs::path p(in);
@@ -175,7 +177,17 @@ std::vector<std::string> expand_image_inputs(const std::vector<std::string>& inp
 
 bool load_grey_square(const std::string& file, int64_t S, uint8_t* dst, std::string* error, int* width, int* height) {
   io::GreyImage img;
-  if (!io::decode_grey(file, &img, error)) return false;
+  if (io::is_dicom_path(file)) {
+    io::DicomInfo info;
+    if (!io::decode_dicom(file, io::dicom_options(), &img, &info, error)) return false;
+    if (info.burned_in_annotation)
+      std::fprintf(stderr,
+                   "cxr: warning: %s: Burned In Annotation (0028,0301) is YES: text in the pixels may identify the "
+                   "patient and can sway the model\n",
+                   file.c_str());
+  } else if (!io::decode_grey(file, &img, error)) {
+    return false;
+  }
   if (width) *width = img.width;
   if (height) *height = img.height;
   if (img.width == S && img.height == S)

@@ -55,12 +55,14 @@ LoadedModel load_model(const std::string& weights, const std::string& device, in
 bool stderr_is_tty();
 
 // ---- images named on a command line (shared by predict and gradcam) ---------------------------
-// Files as given, folders searched recursively for images (.png .jpg .jpeg .bmp .tga .pgm, sorted),
+// Files as given, folders searched recursively for images (.png .jpg .jpeg .bmp .tga .pgm, DICOM:
+// .dcm .dicom and extension-less files with the DICM preamble; sorted),
 // .txt files as lists (one path a line, '#' comments). The same rules as cxr predict.
 std::vector<std::string> expand_image_inputs(const std::vector<std::string>& inputs);
 // Decodes `file` to 8-bit grey and resizes it to S x S into dst (S*S bytes) exactly as cxr prepare
 // and predict do (Mitchell, prepare's reducing gap); the original size in *width/*height (may be
-// null). Returns false and sets *error when the file cannot be decoded.
+// null). Returns false and sets *error when the file cannot be decoded. DICOM files are rendered
+// with the process-wide io::dicom_options(); Burned In Annotation YES is warned about on stderr.
 bool load_grey_square(const std::string& file, int64_t S, uint8_t* dst, std::string* error, int* width = nullptr,
                       int* height = nullptr);
 
