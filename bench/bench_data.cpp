@@ -11,6 +11,13 @@
 #include <filesystem>
 #include <set>
 
+#include <gdcmImage.h>
+#include <gdcmImageChangeTransferSyntax.h>
+#include <gdcmImageWriter.h>
+#include <gdcmTrace.h>
+
+#include <cstring>
+
 #include "io/csv.h"
 #include "io/image.h"
 #include "io/loader.h"
@@ -25,7 +32,9 @@ using namespace cxr::io;
 
 std::string shared_data(const std::string& rel) {
   const char* env = std::getenv("CXR_SHARED_DIR");
-  const fs::path base = env ? fs::path(env) : fs::path(__FILE__).parent_path() / ".." / ".." / "shared";
+  // CXR_SHARED_DIR: <source>/../shared, set by bench/CMakeLists.txt (__FILE__ is relative to the source
+  // tree under -fmacro-prefix-map, so it cannot locate the data).
+  const fs::path base = env ? fs::path(env) : fs::path(CXR_SHARED_DIR);
   const fs::path p = base / "data" / rel;
   return fs::exists(p) ? p.string() : std::string();
 }
@@ -185,5 +194,87 @@ void BM_Loader320(benchmark::State& state) {
 }
 // Args: (sample normalisation 1 / imagenet 0, loader threads, 0 = all cores).
 BENCHMARK(BM_Loader320)->Args({1, 0})->Args({0, 0})->Args({1, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- DICOM: decode + VOI + resize to 320 of a large 12-bit image, beside PNG ------------------------
+//
+// A 2,500 x 3,000 (width x height) 12-bit image, the size of a CR/DX chest film: a real NIH 1024 PNG
+// resized up, times 16, plus a fixed pattern in the low 4 bits (so that codecs see 12 real bits),
+// written by GDCM's writer uncompressed (explicit VR little endian), as JPEG 2000 lossless and as
+// JPEG lossless (process 14, selection value 1), with a 12-bit window; and the same picture as an 8-bit
+// PNG (stb_image_write, zlib level 8) for comparison. range(0): 0 PNG, 1 uncompressed, 2 J2K, 3 JPEG-LL.
+const char* kDicomKinds[] = {"png8", "dicom-uncompressed-12bit", "dicom-j2k-lossless", "dicom-jpeg-lossless-sv1"};
+
+std::string large_image(int kind) {
+  static std::vector<std::string> made;
+  if (!made.empty()) return made[size_t(kind)];
+  const auto files = nih1024_files();
+  if (files.empty()) return "";
+  gdcm::Trace::SetWarning(false);  // "No PhotometricInterpretation found" while the writer builds the file
+  GreyImage src;
+  std::string err;
+  if (!decode_grey(files[0], &src, &err)) return "";
+  const int W = 2500, H = 3000;
+  std::vector<uint8_t> p8(size_t(W) * H);
+  resize_grey(p8.data(), W, H, src.pixels.data(), src.width, src.height);
+  std::vector<uint16_t> s12(p8.size());
+  for (int i = 0; i < H; ++i)
+    for (int j = 0; j < W; ++j) s12[size_t(i) * W + j] = uint16_t(p8[size_t(i) * W + j] * 16 + (i * 7 + j * 13) % 16);
+  made.push_back(scratch("large.png"));
+  write_png(made[0], p8.data(), W, H, 1);
+  const gdcm::TransferSyntax::TSType syntaxes[] = {gdcm::TransferSyntax::ExplicitVRLittleEndian,
+                                                   gdcm::TransferSyntax::JPEG2000Lossless,
+                                                   gdcm::TransferSyntax::JPEGLosslessProcess14_1};
+  for (int k = 0; k < 3; ++k) {
+    gdcm::SmartPointer<gdcm::Image> im = new gdcm::Image;
+    im->SetNumberOfDimensions(2);
+    im->SetDimension(0, W);
+    im->SetDimension(1, H);
+    gdcm::PixelFormat pf(gdcm::PixelFormat::UINT16);
+    pf.SetBitsStored(12);
+    pf.SetHighBit(11);
+    im->SetPixelFormat(pf);
+    im->SetPhotometricInterpretation(gdcm::PhotometricInterpretation::MONOCHROME2);
+    im->SetTransferSyntax(gdcm::TransferSyntax::ExplicitVRLittleEndian);
+    gdcm::DataElement pixels(gdcm::Tag(0x7fe0, 0x0010));
+    pixels.SetByteValue(reinterpret_cast<const char*>(s12.data()), uint32_t(s12.size() * 2));
+    im->SetDataElement(pixels);
+    gdcm::ImageChangeTransferSyntax change;
+    change.SetTransferSyntax(syntaxes[k]);
+    change.SetInput(*im);
+    if (!change.Change()) return "";
+    gdcm::ImageWriter w;
+    w.SetImage(change.GetOutput());
+    gdcm::DataSet& ds = w.GetFile().GetDataSet();
+    for (auto [e, v] : {std::pair<uint16_t, const char*>{0x1050, "2048"}, {0x1051, "4096"}}) {
+      gdcm::DataElement de(gdcm::Tag(0x0028, e));
+      de.SetVR(gdcm::VR::DS);
+      de.SetByteValue(v, uint32_t(std::strlen(v)));
+      ds.Replace(de);
+    }
+    made.push_back(scratch(std::string(kDicomKinds[k + 1]) + ".dcm"));
+    w.SetFileName(made.back().c_str());
+    if (!w.Write()) return "";
+  }
+  return made[size_t(kind)];
+}
+
+void BM_DecodeVoiResizeLarge(benchmark::State& state) {
+  const std::string file = large_image(int(state.range(0)));
+  if (file.empty()) return state.SkipWithError("../shared/data/nih-1024 absent, or GDCM could not write the image");
+  state.SetLabel(std::string(kDicomKinds[state.range(0)]) + ", " + std::to_string(fs::file_size(file) >> 10) + " KiB");
+  const int S = 320;
+  std::vector<uint8_t> out(S * S);
+  const double cpu0 = process_cpu_seconds();
+  for (auto _ : state) {
+    GreyImage img;
+    std::string err;
+    if (!decode_grey(file, &img, &err)) return state.SkipWithError(err.c_str());
+    resize_grey(out.data(), S, S, img.pixels.data(), img.width, img.height);  // as cxr prepare: direct Mitchell
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["images/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  cpu_counter(state, static_cast<double>(state.iterations()), cpu0);
+}
+BENCHMARK(BM_DecodeVoiResizeLarge)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
