@@ -165,6 +165,36 @@ class Backend {
   //   p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
   virtual void adam_update(float* params, float* m, float* v, const float* grads, int64_t count,
                            const AdamParams& a) = 0;
+
+  // ---- profiling hooks (engine/profiler.h); no cost unless a tool or a profiler listens --------
+  // Named ranges around phases, blocks and layers (the model pushes "forward" > "conv3" >
+  // "conv3_block5"): NVTX ranges on the CUDA backend (seen by Nsight Systems), nothing on the CPU.
+  virtual void range_push(const char* /*name*/) {}
+  virtual void range_pop() {}
+  // Device-side timing for backends whose ops run asynchronously: timer_mark() records a marker in
+  // the op stream and returns its index (-1: not supported, the host clock is the op's time);
+  // timer_elapsed_ms(a, b) reads the time between two markers after synchronize(); timer_reset()
+  // forgets all markers. CUDA: cudaEvent pairs, no synchronisation inside a step.
+  virtual int64_t timer_mark() { return -1; }
+  virtual double timer_elapsed_ms(int64_t /*a*/, int64_t /*b*/) { return 0.0; }
+  virtual void timer_reset() {}
+  // The device's peak FP32 rate and memory bandwidth from its properties (0: unknown; the CPU's are
+  // measured by the profiler instead).
+  virtual double peak_gflops() const { return 0.0; }
+  virtual double peak_gbytes_per_second() const { return 0.0; }
+};
+
+// A named range for the scope of a block: BackendRange r(be, "conv3_block5").
+class BackendRange {
+ public:
+  BackendRange(Backend& be, const char* name) : be_(be) { be_.range_push(name); }
+  BackendRange(Backend& be, const std::string& name) : be_(be) { be_.range_push(name.c_str()); }
+  ~BackendRange() { be_.range_pop(); }
+  BackendRange(const BackendRange&) = delete;
+  BackendRange& operator=(const BackendRange&) = delete;
+
+ private:
+  Backend& be_;
 };
 
 // Backends present in this build and on this machine.

@@ -85,6 +85,7 @@ void DenseNet::build() {
   for (size_t b = 0; b < cfg_.blocks.size(); ++b) {
     Block blk;
     const std::string stage = "conv" + std::to_string(b + 2);
+    blk.name = stage;
     const int64_t c_final = C + cfg_.blocks[b] * cfg_.growth;
     blk.shape = Shape{N, c_final, H, W};
     blk.buffer = add(stage + " block buffer", MemCategory::Activations, blk.shape);
@@ -121,12 +122,14 @@ void DenseNet::build() {
       info_.push_back({p, "dense layer", {1, L.c_in + cfg_.growth, H, W},
                        2 * L.c_in + table_[L.conv1.param].numel + 2 * cfg_.bottleneck + table_[L.conv2.param].numel});
       blk.layers.push_back(std::move(L));
+      blk.layer_names.push_back(p);
     }
     C = c_final;
     if (trainable_ && b < 2) blk.grad = add(stage + " block gradient", MemCategory::Recompute, blk.shape);
     if (b + 1 < cfg_.blocks.size()) {
       blk.has_transition = true;
       const std::string p = "pool" + std::to_string(b + 2);
+      blk.transition_name = p;
       blk.transition.bn.init_shared(table_, p + "_bn", C, blk.stats, C);
       blk.transition.fresh_from = C - cfg_.growth;
       blk.transition.conv.init(table_, p + "_conv", C / 2, C, 1, 1, 0);
@@ -212,36 +215,63 @@ float* DenseNet::adam_v() const {
   return arena().floats(adam_v_);
 }
 
+// Ranges (engine/backend.h: NVTX on CUDA, the profiler's layers and blocks): phase > block > layer.
 void DenseNet::forward(bool training) {
   CXR_CHECK(!training || trainable_, "training-mode forward on a model planned for inference");
   const StepContext s = context(training);
-  const Tensor c1 = buffer(stem_out_, stem_shape_);
-  conv0_.forward(s, c1, input());
-  const Tensor z = scratch_.view(s, scratch_.wide1, stem_shape_);
-  bn0_.forward(s, z, c1, true);
-  const Tensor first = buffer(blocks_[0].buffer, blocks_[0].shape).channels(0, cfg_.stem);
-  be_.maxpool_forward(first, z, maxpool_);
+  BackendRange phase(be_, "forward");
+  {
+    BackendRange block(be_, "stem");
+    const Tensor c1 = buffer(stem_out_, stem_shape_);
+    const Tensor z = scratch_.view(s, scratch_.wide1, stem_shape_);
+    {
+      BackendRange layer(be_, "conv1");
+      conv0_.forward(s, c1, input());
+      bn0_.forward(s, z, c1, true);
+    }
+    BackendRange layer(be_, "pool1");
+    const Tensor first = buffer(blocks_[0].buffer, blocks_[0].shape).channels(0, cfg_.stem);
+    be_.maxpool_forward(first, z, maxpool_);
+  }
   for (size_t b = 0; b < blocks_.size(); ++b) {
     const Tensor block = buffer(blocks_[b].buffer, blocks_[b].shape);
-    for (const auto& L : blocks_[b].layers) L.forward(s, scratch_, block);
+    {
+      BackendRange range(be_, blocks_[b].name);
+      for (size_t l = 0; l < blocks_[b].layers.size(); ++l) {
+        BackendRange layer(be_, blocks_[b].layer_names[l]);
+        blocks_[b].layers[l].forward(s, scratch_, block);
+      }
+    }
     if (blocks_[b].has_transition) {
+      BackendRange range(be_, blocks_[b].transition_name), layer(be_, blocks_[b].transition_name);
       const auto& next = blocks_[b + 1];
       const Tensor out = buffer(next.buffer, next.shape).channels(0, blocks_[b].shape.c / 2);
       blocks_[b].transition.forward(s, scratch_, block, out);
     }
   }
+  BackendRange head(be_, "head");
   const Tensor last = buffer(blocks_.back().buffer, blocks_.back().shape);
-  bn_final_.forward(s, features(), last, true, /*fresh_from=*/features_c_ - cfg_.growth);
+  {
+    BackendRange layer(be_, "bn");
+    bn_final_.forward(s, features(), last, true, /*fresh_from=*/features_c_ - cfg_.growth);
+  }
   const Tensor pooled = buffer(pooled_, Shape{n_, features_c_, 1, 1});
-  be_.global_avgpool_forward(pooled, features());
+  {
+    BackendRange layer(be_, "avg_pool");
+    be_.global_avgpool_forward(pooled, features());
+  }
+  BackendRange layer(be_, "predictions");
   be_.dense_forward(logits(), pooled.data, s.param(dense_), s.param(dense_ + 1), n_, features_c_, cfg_.classes);
   forward_training_done_ = training;
   loss_done_ = false;
 }
 
 float DenseNet::loss() {
-  be_.weighted_bce(arena().floats(loss_), arena().floats(dlogits_), logits(), labels(), w_pos(), w_neg(),
-                   n_, cfg_.classes);
+  {
+    BackendRange phase(be_, "loss"), block(be_, "head"), layer(be_, "loss");
+    be_.weighted_bce(arena().floats(loss_), arena().floats(dlogits_), logits(), labels(), w_pos(), w_neg(),
+                     n_, cfg_.classes);
+  }
   float host = 0;
   be_.copy_to_host(&host, arena().floats(loss_), sizeof(float));
   be_.synchronize();
@@ -252,14 +282,24 @@ float DenseNet::loss() {
 void DenseNet::backward() {
   CXR_CHECK(forward_training_done_ && loss_done_, "backward() needs forward(true) and loss() first");
   const StepContext s = context(true);
+  BackendRange phase(be_, "backward");
   const Tensor pooled = buffer(pooled_, Shape{n_, features_c_, 1, 1});
   const Tensor dpooled = buffer(dpooled_, pooled.shape);
-  be_.dense_backward(dpooled.data, s.grad(dense_), s.grad(dense_ + 1), arena().floats(dlogits_), pooled.data,
-                     s.param(dense_), n_, features_c_, cfg_.classes);
-  // wide2 <- d features; the last block's gradient (=) from the final BN-ReLU (one fused op).
   const Tensor dfeat = scratch_.view(s, scratch_.wide2, feat_shape_);
-  be_.global_avgpool_backward(dfeat, dpooled);
   {
+    BackendRange head(be_, "head");
+    {
+      BackendRange layer(be_, "predictions");
+      be_.dense_backward(dpooled.data, s.grad(dense_), s.grad(dense_ + 1), arena().floats(dlogits_), pooled.data,
+                         s.param(dense_), n_, features_c_, cfg_.classes);
+    }
+    {
+      // wide2 <- d features
+      BackendRange layer(be_, "avg_pool");
+      be_.global_avgpool_backward(dfeat, dpooled);
+    }
+    // The last block's gradient (=) from the final BN-ReLU (one fused op).
+    BackendRange layer(be_, "bn");
     const Block& last = blocks_.back();
     bn_final_.backward_relu(s, buffer(last.grad, last.shape), GradMode::Overwrite, dfeat,
                             buffer(last.buffer, last.shape));
@@ -267,19 +307,31 @@ void DenseNet::backward() {
   for (size_t b = blocks_.size(); b-- > 0;) {
     const Block& blk = blocks_[b];
     const Tensor block = buffer(blk.buffer, blk.shape), dblock = buffer(blk.grad, blk.shape);
-    for (size_t l = blk.layers.size(); l-- > 0;) blk.layers[l].backward(s, scratch_, block, dblock);
+    {
+      BackendRange range(be_, blk.name);
+      for (size_t l = blk.layers.size(); l-- > 0;) {
+        BackendRange layer(be_, blk.layer_names[l]);
+        blk.layers[l].backward(s, scratch_, block, dblock);
+      }
+    }
     if (b > 0) {
       const Block& prev = blocks_[b - 1];
+      BackendRange range(be_, prev.transition_name), layer(be_, prev.transition_name);
       prev.transition.backward(s, scratch_, buffer(prev.buffer, prev.shape), buffer(prev.grad, prev.shape),
                                dblock.channels(0, prev.shape.c / 2));
     }
   }
   // Stem: wide1 <- z = relu(bn(c1)); wide2 <- dz from the max pool; wide1 <- d c1.
+  BackendRange block(be_, "stem");
   const Tensor c1 = buffer(stem_out_, stem_shape_);
   const Tensor z = scratch_.view(s, scratch_.wide1, stem_shape_), dz = scratch_.view(s, scratch_.wide2, stem_shape_);
-  bn0_.recompute(s, z, c1, true);
-  const Tensor dfirst = buffer(blocks_[0].grad, blocks_[0].shape).channels(0, cfg_.stem);
-  be_.maxpool_backward(dz, dfirst, z, maxpool_);
+  {
+    BackendRange layer(be_, "pool1");
+    bn0_.recompute(s, z, c1, true);
+    const Tensor dfirst = buffer(blocks_[0].grad, blocks_[0].shape).channels(0, cfg_.stem);
+    be_.maxpool_backward(dz, dfirst, z, maxpool_);
+  }
+  BackendRange layer(be_, "conv1");
   const Tensor dc1 = z;  // z is dead once the max pool has routed the gradient
   bn0_.backward_relu(s, dc1, GradMode::Overwrite, dz, c1);
   conv0_.backward_filter(s, dc1, input());

@@ -83,6 +83,8 @@ class DenseNet {
 
  private:
   struct Block {
+    std::string name, transition_name;  // "conv3", "pool3": the profiler's ranges (engine/profiler.h)
+    std::vector<std::string> layer_names;  // "conv3_block1", ...
     std::vector<DenseLayer> layers;
     MemoryPlan::Id buffer{}, grad{}, stats{};  // stats: the BN statistics its BNs share
     Shape shape;  // (N, C_final, H, W)

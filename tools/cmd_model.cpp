@@ -6,13 +6,13 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "engine/init.h"
 #include "engine/model.h"
 #include "io/checkpoint.h"
 #include "tools/commands.h"
 #include "tools/memory_policy.h"
+#include "tools/step_inputs.h"
 
 namespace cxr::cli {
 
@@ -85,26 +85,7 @@ void run_bench(const BenchOptions& o) {
                  io::load_weights(o.weights, net.table(), params, state, io::HeadPolicy::LoadOrInit, 1).c_str());
   net.set_weights(params, state);
 
-  // Random inputs and labels (fixed seed); loss weights from the batch's label frequencies.
-  std::mt19937_64 rng(7);
-  std::normal_distribution<float> normal;
-  std::bernoulli_distribution coin(0.2);
-  const int64_t K = net.config().classes;
-  std::vector<float> x(static_cast<size_t>(net.input().numel())), y(static_cast<size_t>(o.batch * K));
-  std::vector<float> wp(static_cast<size_t>(K)), wn(static_cast<size_t>(K));
-  for (auto& v : x) v = normal(rng);
-  for (auto& v : y) v = coin(rng) ? 1.0f : 0.0f;
-  for (int64_t k = 0; k < K; ++k) {
-    double pos = 0;
-    for (int64_t i = 0; i < o.batch; ++i) pos += y[size_t(i * K + k)];
-    wp[size_t(k)] = float(1 - pos / double(o.batch));
-    wn[size_t(k)] = float(pos / double(o.batch));
-  }
-  be->copy_to_device(net.input().data, x.data(), sizeof(float) * x.size());
-  be->copy_to_device(net.labels(), y.data(), sizeof(float) * y.size());
-  be->copy_to_device(net.w_pos(), wp.data(), sizeof(float) * wp.size());
-  be->copy_to_device(net.w_neg(), wn.data(), sizeof(float) * wn.size());
-  be->synchronize();
+  app::upload_random_step_inputs(net, 7);
 
   std::fprintf(stderr, "cxr bench: %s on %s, batch %ld, %ldx%ld, %s, arena %s\n", o.arch.c_str(),
                be->name().c_str(), long(o.batch), long(o.size), long(o.size),

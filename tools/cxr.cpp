@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   cxr::cli::add_weights_commands(app);
   cxr::cli::add_train_commands(app);
   cxr::cli::add_plan_commands(app);
+  cxr::cli::add_profile_commands(app);
   cxr::cli::add_gradcam_commands(app);
   try {
     app.parse(argc, argv);

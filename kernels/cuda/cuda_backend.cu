@@ -1,5 +1,7 @@
 // CUDA backend: device discovery, the error reporter, construction of the stream and library
 // handles, memory, copies, fill.
+#include <nvtx3/nvToolsExt.h>
+
 #include <cstdio>
 #include <sstream>
 
@@ -148,6 +150,16 @@ CudaBackend::CudaBackend(int device_index) : device_(device_index) {
   CXR_CUDA_CHECK(cudaMalloc(&partials, 2 * bn_partial_capacity_ * sizeof(double)));
   bn_partials_.reset(static_cast<double*>(partials));
 
+  // Peak FP32 rate: SMs x FP32 lanes per SM (Volta and Ampere GA100: 64; Turing: 64; Ampere GA10x,
+  // Ada, Hopper, Blackwell: 128) x 2 (FMA) x clock; memory: 2 (DDR) x memory clock x bus width.
+  int clock_khz = 0, mem_clock_khz = 0, bus_bits = 0;
+  cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, device_);
+  cudaDeviceGetAttribute(&mem_clock_khz, cudaDevAttrMemoryClockRate, device_);
+  cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device_);
+  const int lanes = prop.major >= 9 || (prop.major == 8 && prop.minor > 0) ? 128 : 64;
+  peak_gflops_ = 2.0 * multiprocessors_ * lanes * clock_khz * 1e-6;
+  peak_gbps_ = 2.0 * mem_clock_khz * 1e3 * (bus_bits / 8.0) * 1e-9;
+
   std::ostringstream os;
   os << "cuda:" << device_ << " " << prop.name << " (sm_" << prop.major << prop.minor << ", "
      << multiprocessors_ << " SMs), " << describe(libraries);
@@ -158,6 +170,30 @@ CudaBackend::CudaBackend(int device_index) : device_(device_index) {
 CudaBackend::~CudaBackend() {
   // Work still queued may use the handles and descriptors about to be destroyed.
   if (stream_) CXR_CUDA_LOG(cudaStreamSynchronize(stream_.get()));
+  for (cudaEvent_t e : marks_) CXR_CUDA_LOG(cudaEventDestroy(e));
+}
+
+// ---- profiling hooks -------------------------------------------------------------------------------
+
+void CudaBackend::range_push(const char* name) { nvtxRangePushA(name); }
+void CudaBackend::range_pop() { nvtxRangePop(); }
+
+int64_t CudaBackend::timer_mark() {
+  if (marks_used_ == marks_.size()) {
+    cudaEvent_t e = nullptr;
+    CXR_CUDA_CHECK(cudaEventCreate(&e));  // with timing (no cudaEventDisableTiming)
+    marks_.push_back(e);
+  }
+  CXR_CUDA_CHECK(cudaEventRecord(marks_[marks_used_], stream_.get()));
+  return static_cast<int64_t>(marks_used_++);
+}
+
+double CudaBackend::timer_elapsed_ms(int64_t a, int64_t b) {
+  CXR_CHECK(a >= 0 && b >= 0 && size_t(a) < marks_used_ && size_t(b) < marks_used_, "timer markers ", a, ", ", b,
+            " of ", marks_used_);
+  float ms = 0;
+  CXR_CUDA_CHECK(cudaEventElapsedTime(&ms, marks_[size_t(a)], marks_[size_t(b)]));
+  return ms;
 }
 
 // ---- memory ----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 // that must come with looser, re-justified test tolerances.
 #pragma once
 #include <mutex>
+#include <vector>
 #include <string>
 #include <unordered_map>
 
@@ -94,6 +95,17 @@ class CudaBackend final : public Backend {
   void weighted_bce(float* loss, float* dz, const float* z, const float* labels, const float* w_pos,
                     const float* w_neg, int64_t n, int64_t k) override;
 
+  // Profiling hooks (engine/backend.h): NVTX 3 ranges (header-only; a no-op until Nsight attaches),
+  // cudaEvent markers recorded on the stream (a pool grown on demand, reused after timer_reset()),
+  // and the peak rates from the device's attributes.
+  void range_push(const char* name) override;
+  void range_pop() override;
+  int64_t timer_mark() override;
+  double timer_elapsed_ms(int64_t a, int64_t b) override;
+  void timer_reset() override { marks_used_ = 0; }
+  double peak_gflops() const override { return peak_gflops_; }
+  double peak_gbytes_per_second() const override { return peak_gbps_; }
+
   cudaStream_t stream() const { return stream_.get(); }
 
   // Upper bound on the workspace one convolution may ask for in conv2d_workspace_bytes: the
@@ -119,6 +131,10 @@ class CudaBackend final : public Backend {
   // channels * splits doubles, allocated once with the backend.
   cuda::DeviceDoubles bn_partials_;
   size_t bn_partial_capacity_ = 0;  // channels * splits it holds
+
+  std::vector<cudaEvent_t> marks_;
+  size_t marks_used_ = 0;
+  double peak_gflops_ = 0, peak_gbps_ = 0;
 
   mutable std::mutex alloc_mutex_;
   std::unordered_map<void*, size_t> alloc_sizes_;  // live blocks -> bytes
