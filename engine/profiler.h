@@ -48,6 +48,8 @@ class ProfilingBackend final : public Backend {
   const std::vector<ProfiledRange>& ranges() const { return ranges_; }
   void clear();
   Backend& inner() const { return be_; }
+  // Host microseconds since the profiler was made: the trace's clock.
+  double now_us() const;
 
   // ---- Backend ----
   Device device() const override { return be_.device(); }
@@ -116,7 +118,6 @@ class ProfilingBackend final : public Backend {
     int64_t mark = -1;
   };
   Stamp stamp();
-  double now_us() const;
   template <typename F>
   void timed(const char* op, const cost::OpCost& c, std::string shapes, F&& run);
 

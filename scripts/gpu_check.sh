@@ -29,10 +29,11 @@ declare -A BUDGET=(
   [gpu-tests]=75          # every CUDA op against the CPU oracle (cxr_tests, DenseNetGpu excluded)
   [network-test]=60       # DenseNetGpu.*: the whole DenseNet121 step on both backends
   [cxr-bench]=45          # cxr bench, batch 32, 320x320, 3 warm-up + 20 timed steps
+  [profile]=30            # cxr profile, batch 32, 320x320, 2 warm-up + 3 steps, every op event-timed, trace
   [kernels]=40            # bench_kernels --benchmark_filter=cuda (each case validated, then timed)
   [train-step]=40         # bench_train_step --benchmark_filter=cuda (b8/128 and b32/320)
   [torch-amp-bf16-cl]=35  # PyTorch side by side, one process per mode, same batch and size
-  [torch-compile]=105     # torch.compile: its warm-up (the compilation) is reported apart
+  [torch-compile]=90      # torch.compile: its warm-up (the compilation) is reported apart
   [torch-eager-tf32]=25
   [torch-eager-fp32]=25
 )
@@ -139,6 +140,8 @@ run() {
   fi
   stage cxr-bench cxr-bench "$logs/cxr_bench.json" "$logs/cxr_bench.json" "${ours[@]}" "$bin/cxr" bench \
     --device cuda --batch 32 --size 320 --steps 20 --warmup 3 --json
+  stage profile profile "$logs/profile.json" "$logs/profile.json" "${ours[@]}" "$bin/cxr" profile \
+    --device cuda --batch 32 --size 320 --steps 3 --warmup 2 --json --trace "$logs/trace.json"
   if [ "${1:-}" != --quick ]; then
     stage kernels kernels "$logs/kernels.json" - "${ours[@]}" "$bin/bench_kernels" --benchmark_filter=cuda \
       --benchmark_out="$logs/kernels.json" --benchmark_out_format=json

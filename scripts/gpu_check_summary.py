@@ -3,6 +3,7 @@
 
     gpu_check_summary.py gtest XML STATUS        -> "12 passed, 0 failed, 0 skipped"; exit 1 unless all passed
     gpu_check_summary.py cxr-bench JSON STATUS   -> images/s, measured peak, cxr's allocations, plan
+    gpu_check_summary.py profile JSON STATUS     -> step, how it was timed, share of the ops, top 3 ops
     gpu_check_summary.py train-step JSON STATUS  -> per benchmark: images/s, measured peak, plan
     gpu_check_summary.py kernels JSON STATUS     -> how many cases ran, and any that disagreed
     gpu_check_summary.py torch JSON STATUS       -> images/s, peak, warm-up seconds (compilation included)
@@ -61,6 +62,24 @@ def cxr_bench(path, status):
         return f"failed ({failed_status(status)}): see its log", False
     return (f'{j["images_per_second"]:.1f} img/s, median step {j["median_step_seconds"] * 1e3:.1f} ms, '
             + memory(j["peak_bytes"], j.get("allocated_peak_bytes", 0), j["arena_bytes"])), status == 0
+
+
+def profile(path, status):
+    """cxr profile --json: device-event timing must be what ran, and the ops must fill the step."""
+    try:
+        j = load(path)
+    except Exception:
+        return f"failed ({failed_status(status)}): see its log", False
+    rows = j["by_op"]
+    ops_ms = sum(r["total_ms"] for r in rows)
+    share = ops_ms / j["step_ms"] if j["step_ms"] else 0
+    top = ", ".join(f'{r["key"]} {r["total_ms"]:.1f} ms ({100 * r["roofline"]:.0f}% of roofline)' for r in rows[:3])
+    line = (f'step {j["step_ms"]:.1f} ms ({j["timing"]}), ops {100 * share:.0f}% of it; peaks '
+            f'{j["peak_gflops"]:.0f} GFLOP/s, {j["peak_gbps"]:.0f} GB/s; top: {top}')
+    ok = status == 0 and j["timing"] == "device events" and 0.5 <= share <= 1.05
+    if j["timing"] != "device events":
+        line += " (expected device events)"
+    return line, ok
 
 
 def train_step(path, status):
@@ -133,7 +152,7 @@ def main():
     if kind == "side-by-side":
         side_by_side(sys.argv[2], sys.argv[3])
         return 0
-    fn = {"gtest": gtest, "cxr-bench": cxr_bench, "train-step": train_step, "kernels": kernels, "torch": torch}[kind]
+    fn = {"gtest": gtest, "cxr-bench": cxr_bench, "profile": profile, "train-step": train_step, "kernels": kernels, "torch": torch}[kind]
     line, ok = fn(sys.argv[2], int(sys.argv[3]))
     print(line)
     return 0 if ok else 1

@@ -50,6 +50,15 @@ def main():
     rc, line = summary("cxr-bench", write(f"{d}/cxr_bench.json", bench), 0)
     expect(rc == 0 and "100.0 img/s" in line and "peak 10.00 GiB measured" in line and "plan/peak 0.90" in line,
            f"cxr bench: {rc} {line}")
+    prof = {"step_ms": 320.0, "timing": "device events", "peak_gflops": 60000.0, "peak_gbps": 4800.0,
+            "by_op": [{"key": "conv2d_backward_filter", "total_ms": 120.0, "roofline": 0.31},
+                      {"key": "conv2d_forward", "total_ms": 100.0, "roofline": 0.4},
+                      {"key": "batchnorm_relu_backward", "total_ms": 60.0, "roofline": 0.7}]}
+    rc, line = summary("profile", write(f"{d}/profile.json", prof), 0)
+    expect(rc == 0 and "ops 88% of it" in line and "conv2d_backward_filter 120.0 ms (31% of roofline)" in line,
+           f"profile: {rc} {line}")
+    rc, line = summary("profile", write(f"{d}/profile_host.json", dict(prof, timing="host steady clock")), 0)
+    expect(rc == 1 and "expected device events" in line, f"profile timed on the host: {rc} {line}")
     steps = {"benchmarks": [{"name": "train_step/cuda_b8_s128/real_time", "error_message": "no CUDA device"},
                             {"name": "train_step/cuda_b32_s320/real_time", "images_per_second": 90.0,
                              "peak_bytes": 10 * GIB, "allocated_peak_bytes": 9 * GIB, "arena_bytes": 9 * GIB}]}

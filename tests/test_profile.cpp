@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "engine/init.h"
 #include "engine/model.h"
@@ -193,6 +194,58 @@ TEST_F(ProfileCli, CompareShowsTheBiggestChangesFirst) {
                                            test::source_path("tests/fixtures/metrics_sklearn.json") + "'");
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.err.find("not the JSON of `cxr profile --json`"), std::string::npos) << bad.err;
+}
+
+TEST_F(ProfileCli, TrainTracesASliceOfARealRun) {
+  auto r = test::run_cxr(dir_, "synth --out '" + (dir_ / "synth") + "' --patients 12 --size 32 --seed 2");
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = test::run_cxr(dir_, "prepare --csv '" + (dir_ / "synth/Data_Entry_2017_v2020.csv") + "' --images '" +
+                              (dir_ / "synth/images") + "' --out '" + (dir_ / "d.h5") + "' --size 32 --quiet");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string train = "train --data '" + (dir_ / "d.h5") + "' --device cpu --epochs 1 --batch 4 "
+                            "--max-steps-per-epoch 4 --quiet ";
+  r = test::run_cxr(dir_, train + "--out '" + (dir_ / "run") + "' --trace-steps 2:3");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json trace = json::parse(test::read_all(dir_ / "run/trace.json"));
+  std::map<std::string, int> tid_of;
+  std::map<std::string, int> count;  // by category
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] == "M" && e["name"] == "thread_name") tid_of[e["args"]["name"].get<std::string>()] = e["tid"];
+    if (e["ph"] == "X") count[e["cat"].get<std::string>()]++;
+  }
+  ASSERT_TRUE(tid_of.count("cpu ops") && tid_of.count("upload") && tid_of.count("loader (waiting for the next batch)"))
+      << trace["traceEvents"][1];
+  EXPECT_EQ(count["step"], 2) << "steps 2 and 3";
+  EXPECT_EQ(count["loader"], 2);
+  int adam = 0, uploads = 0;
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] != "X" || e["cat"] != "op") continue;
+    adam += e["name"] == "adam_update";
+    if (e["tid"] == tid_of["upload"]) {
+      EXPECT_EQ(e["name"], "copy_to_device");
+      ++uploads;
+    }
+  }
+  EXPECT_EQ(adam, 2);
+  EXPECT_EQ(uploads, 2 * 2) << "images and labels, per step";
+  // The training itself is unchanged by tracing: the same loss log as an untraced run.
+  r = test::run_cxr(dir_, train + "--out '" + (dir_ / "plain") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto losses = [](const std::string& log) {
+    std::vector<double> v;
+    std::istringstream in(log);
+    for (std::string line; std::getline(in, line);) {
+      const json j = json::parse(line);
+      if (j["type"] == "epoch") v.push_back(j["train_loss"]);
+    }
+    return v;
+  };
+  EXPECT_EQ(losses(test::read_all(dir_ / "run/metrics.jsonl")), losses(test::read_all(dir_ / "plain/metrics.jsonl")));
+  for (const char* bad : {"0:2", "3:2", "x", "2:"}) {
+    const auto b = test::run_cxr(dir_, train + "--out '" + (dir_ / "bad") + "' --trace-steps " + bad);
+    EXPECT_NE(b.status, 0) << bad;
+    EXPECT_NE(b.err.find("--trace-steps"), std::string::npos) << bad << ": " << b.err;
+  }
 }
 
 }  // namespace

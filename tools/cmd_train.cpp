@@ -48,6 +48,26 @@ void add_train_commands(CLI::App& app) {
   t->add_flag("--quiet", o->quiet, "No progress output");
   t->add_flag("--save-initial", o->save_initial, "Also save the initial weights as initial.h5");
   t->add_flag("--log-batches", o->log_batches, "Log each step's dataset indices and flips to batches.jsonl");
+  t->add_option_function<std::string>(
+       "--trace-steps",
+       [o](const std::string& v) {
+         // A:B, 1-based global steps, inclusive; "A" alone is A:A.
+         const size_t colon = v.find(':');
+         try {
+           size_t used = 0;
+           o->trace_first = std::stoll(v.substr(0, colon), &used);
+           if (used != (colon == std::string::npos ? v.size() : colon)) throw std::invalid_argument(v);
+           o->trace_last = colon == std::string::npos ? o->trace_first : std::stoll(v.substr(colon + 1), &used);
+           if (colon != std::string::npos && used != v.size() - colon - 1) throw std::invalid_argument(v);
+         } catch (const std::exception&) {
+           throw CLI::ValidationError("--trace-steps", "'" + v + "': expected A:B, two step numbers (from 1)");
+         }
+         if (o->trace_first < 1 || o->trace_last < o->trace_first)
+           throw CLI::ValidationError("--trace-steps", "'" + v + "': expected 1 <= A <= B");
+       },
+       "Profile steps A to B (A:B, from 1) of this run into OUT/trace.json (Chrome/Perfetto trace: every op, "
+       "the model's ranges, the loader's waits and the uploads)")
+      ->type_name("A:B");
   t->callback([o] {
     const app::TrainResult r = app::train(*o);
     if (r.interrupted) throw CLI::RuntimeError(130);

@@ -149,31 +149,41 @@ void print_rows(const std::vector<ProfileRow>& rows, const std::string& by, doub
 }
 
 nlohmann::json chrome_trace(const ProfilingBackend& prof, const std::vector<std::pair<double, double>>& steps,
-                            const std::string& process_name) {
+                            const std::string& process_name, const std::vector<TraceSpan>& loader_waits) {
   using nlohmann::json;
   json events = json::array();
-  const int tid = 1;
+  enum { kOps = 1, kLoader = 2, kUpload = 3 };
   events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 1}, {"args", {{"name", process_name}}}});
-  events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", tid},
-                    {"args", {{"name", prof.device_timed() ? "cuda stream" : "cpu ops"}}}});
+  auto thread_name = [&](int tid, const std::string& name) {
+    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", tid}, {"args", {{"name", name}}}});
+  };
+  thread_name(kOps, prof.device_timed() ? "cuda stream" : "cpu ops");
+  bool uploads = false;
+  for (const auto& o : prof.ops()) uploads = uploads || o.phase == "upload";
+  if (uploads) thread_name(kUpload, "upload");
+  if (!loader_waits.empty()) thread_name(kLoader, "loader (waiting for the next batch)");
   for (size_t i = 0; i < steps.size(); ++i)
     events.push_back({{"name", "step " + std::to_string(i + 1)}, {"cat", "step"}, {"ph", "X"}, {"pid", 1},
-                      {"tid", tid}, {"ts", steps[i].first}, {"dur", steps[i].second}});
+                      {"tid", kOps}, {"ts", steps[i].first}, {"dur", steps[i].second}});
   static const char* kinds[] = {"phase", "block", "layer"};
   for (const auto& r : prof.ranges())
-    events.push_back({{"name", r.name}, {"cat", kinds[std::min(r.depth, 2)]}, {"ph", "X"}, {"pid", 1}, {"tid", tid},
-                      {"ts", r.start_us}, {"dur", r.dur_us}});
+    events.push_back({{"name", r.name}, {"cat", kinds[std::min(r.depth, 2)]}, {"ph", "X"}, {"pid", 1},
+                      {"tid", r.depth == 0 && r.name == "upload" ? kUpload : kOps}, {"ts", r.start_us},
+                      {"dur", r.dur_us}});
   for (const auto& o : prof.ops())
     events.push_back({{"name", o.op},
                       {"cat", "op"},
                       {"ph", "X"},
                       {"pid", 1},
-                      {"tid", tid},
+                      {"tid", o.phase == "upload" ? kUpload : kOps},
                       {"ts", o.start_us},
                       {"dur", o.dur_us},
                       {"args",
                        {{"layer", o.layer}, {"block", o.block}, {"phase", o.phase}, {"shapes", o.shapes},
                         {"flops", o.flops}, {"bytes", o.bytes}, {"step", o.step}}}});
+  for (const auto& w : loader_waits)
+    events.push_back({{"name", "loader.next"}, {"cat", "loader"}, {"ph", "X"}, {"pid", 1}, {"tid", kLoader},
+                      {"ts", w.start_us}, {"dur", w.dur_us}, {"args", {{"step", w.step}}}});
   return json{{"traceEvents", events}, {"displayTimeUnit", "ms"}};
 }
 

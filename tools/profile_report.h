@@ -41,8 +41,15 @@ void print_rows(const std::vector<ProfileRow>& rows, const std::string& by, doub
 // shapes, FLOPs, bytes) and per range (steps, phases, blocks, layers), nested on the track of the
 // ops ("cpu ops" or "cuda stream"); `steps` gives each step's start and duration (microseconds).
 // Extra events (the loader's waits, uploads) may be appended by the caller on other tracks.
+// A span on the profiler's clock (ProfilingBackend::now_us()).
+struct TraceSpan {
+  double start_us = 0, dur_us = 0;
+  int64_t step = 0;
+};
+// Ops and ranges under an "upload" range go to their own track ("upload"), and `loader_waits` (the
+// time the step waited for the loader's next batch) to a "loader" track.
 nlohmann::json chrome_trace(const ProfilingBackend& prof, const std::vector<std::pair<double, double>>& steps,
-                            const std::string& process_name);
+                            const std::string& process_name, const std::vector<TraceSpan>& loader_waits = {});
 
 // `cxr profile --compare A.json B.json`: per-op and per-block differences of total ms per step,
 // biggest first.

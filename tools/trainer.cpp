@@ -5,6 +5,8 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -13,7 +15,10 @@
 #include "io/classes.h"
 #include "io/metrics.h"
 #include "io/plot.h"
+#include "engine/profiler.h"
+#include "io/fileutil.h"
 #include "tools/pipeline.h"
+#include "tools/profile_report.h"
 
 namespace cxr::app {
 
@@ -120,244 +125,362 @@ void write_training_curves(const fs::path& out) {
 
 }  // namespace
 
-TrainResult train(const TrainOptions& opt) {
+namespace {
+
+void check_options(const TrainOptions& opt) {
   CXR_CHECK(opt.epochs >= 1, "--epochs must be at least 1, got ", opt.epochs);
   CXR_CHECK(opt.batch >= 2, "--batch must be at least 2 (batch normalisation needs it), got ", opt.batch);
   CXR_CHECK(opt.monitor == "loss" || opt.monitor == "auc", "--monitor must be loss or auc, got ", opt.monitor);
   CXR_CHECK(opt.loss == "weighted" || opt.loss == "plain", "--loss must be weighted or plain, got ", opt.loss);
   CXR_CHECK(opt.lr > 0 && std::isfinite(opt.lr), "--lr must be a positive number, got ", opt.lr);
-
-  io::PackedDataset data(opt.data);
-  const auto train_idx = data.indices(io::Split::Train), val_idx = data.indices(io::Split::Val);
-  if (train_idx.empty())
-    CXR_FAIL(opt.data, ": no training images (every image is in val or test): prepare it again with a --split "
-             "that gives the training set a share, e.g. 0.7,0.1,0.2");
-  const int64_t S = data.image_size();
-  if (opt.size != 0 && opt.size != S)
-    CXR_FAIL("--size ", opt.size, " differs from the packed images (", S, "x", S, " in ", opt.data,
-             "): run cxr prepare --size ", opt.size, " to make a dataset at that size");
-  if (int64_t(train_idx.size()) < opt.batch)
-    CXR_FAIL("the training set of ", opt.data, " has ", train_idx.size(), " images, fewer than --batch ", opt.batch);
-
-  const fs::path out(opt.out);
-  const std::string last_path = (out / "last.h5").string(), best_path = (out / "best.h5").string();
-  if (opt.resume && !fs::exists(last_path))
-    CXR_FAIL("--resume: no checkpoint ", last_path, " to continue from");
-  if (!opt.resume && fs::exists(last_path))
-    CXR_FAIL(opt.out, " already holds a run (", last_path, "): pass --resume to continue it or choose another --out");
-  fs::create_directories(out);
-
-  auto be = make_backend(opt.device);
   CXR_CHECK(opt.bn_momentum >= 0 && opt.bn_momentum < 1, "--bn-momentum must be in [0, 1), got ", opt.bn_momentum);
-  DenseNetConfig arch = DenseNetConfig::from_arch(opt.arch, io::kNumClasses);
-  arch.bn_momentum = opt.bn_momentum;
-  arch = apply_memory_policy(*be, arch, opt.batch, S, S, opt.memory);
-  DenseNet net(*be, arch, opt.batch, S, S, /*trainable=*/true);
-  if (!opt.quiet)
-    std::fprintf(stderr, "model: %s on %s, batch %ld at %ldx%ld, memory plan %s, recomputing %s in backward\n",
-                 arch.arch.c_str(), be->name().c_str(), long(opt.batch), long(S), long(S),
-                 format_bytes(double(net.plan().total_bytes())).c_str(), recompute_name(arch));
-  const ParamTable& table = net.table();
+  CXR_CHECK(opt.trace_first <= opt.trace_last, "--trace-steps ", opt.trace_first, ":", opt.trace_last,
+            ": the first step is after the last");
+}
 
-  // Weights: a resumed run, a given file (backbone-only files get a fresh head), or Keras's defaults.
-  std::vector<float> params, state;
-  std::optional<io::TrainingState> resumed;
-  io::ModelMeta meta;
-  meta.arch = opt.arch;
-  meta.classes = io::kNumClasses;
-  meta.class_names.assign(io::kClassNames.begin(), io::kClassNames.end());
-  meta.image_size = S;
-  if (opt.resume) {
-    net.get_weights(&params, &state);
-    std::optional<io::ModelMeta> m;
-    const std::string what = io::load_weights(last_path, table, params, state, io::HeadPolicy::Require, 0, &m, &resumed);
-    if (!opt.quiet) std::fprintf(stderr, "resuming %s: %s\n", last_path.c_str(), what.c_str());
-    CXR_CHECK(resumed.has_value(), last_path, " has no training state to resume from");
-    meta = *m;
-  } else if (!opt.weights.empty()) {
-    net.get_weights(&params, &state);
-    const auto policy = opt.drop_head ? io::HeadPolicy::Drop : io::HeadPolicy::LoadOrInit;
-    const std::string what = io::load_weights(opt.weights, table, params, state, policy, opt.seed);
-    if (!opt.quiet) std::fprintf(stderr, "weights %s: %s\n", opt.weights.c_str(), what.c_str());
-  } else {
-    init_keras_default(table, params, state, opt.seed);
+// One training run: the dataset, the model and its optimizer state, the schedule, the run folder.
+// train() below is its sequence: construct (checks, model, weights, normalisation, loss weights,
+// optimizer state), then per epoch train_epoch() and finish_epoch() (validation, schedule, checkpoints).
+class Run {
+ public:
+  explicit Run(const TrainOptions& opt);
+  TrainResult run();
+
+ private:
+  void check_data_and_folder();
+  void build_model();
+  void load_initial_weights();
+  void set_normalisation_and_loss_weights();
+  void restore_optimizer_state();
+  void save(const std::string& path, int64_t epochs_done);
+  // Trains one epoch; false when Ctrl-C interrupted it (a checkpoint was saved).
+  bool train_epoch(int64_t epoch, double* mean_loss);
+  void train_step(const io::Batch& batch, int64_t epoch, int64_t b, bool frozen);
+  void finish_epoch(int64_t epoch, double train_loss, double train_seconds, bool frozen);
+  bool tracing(int64_t global_step) const {
+    return prof_ && global_step >= opt_.trace_first && global_step <= opt_.trace_last;
   }
-  net.set_weights(params, state);
+  void write_trace();
 
-  io::NormParams norm;
-  if (opt.resume) {
-    norm = norm_params(meta);
-  } else {
-    norm = norm_params(opt.normalize, data);
-    meta.normalization = opt.normalize;
-    meta.norm_mean = norm.mean;
-    meta.norm_std = norm.std;
-  }
+  const TrainOptions& opt_;
+  io::PackedDataset data_;
+  std::vector<int64_t> train_idx_, val_idx_;
+  int64_t S_ = 0;
+  fs::path out_;
+  std::string last_path_, best_path_;
+  std::unique_ptr<Backend> be_;
+  std::unique_ptr<ProfilingBackend> prof_;  // --trace-steps: the model runs through it
+  DenseNetConfig arch_;
+  std::unique_ptr<DenseNet> net_;
+  io::ModelMeta meta_;
+  std::optional<io::TrainingState> resumed_;
+  io::NormParams norm_;
+  ClassWeights weights_;
+  int64_t step_ = 0, first_epoch_ = 0;
+  double lr_ = 0;
+  Scheduler sched_;
+  std::unique_ptr<io::Loader> loader_;
+  int64_t steps_per_epoch_ = 0;
+  std::ofstream log_, batch_log_;
+  std::vector<TraceSpan> loader_waits_;  // traced steps' waits for the loader
+  std::vector<std::pair<double, double>> traced_steps_;
+  bool trace_written_ = false;
+  TrainResult result_;
+  float last_loss_ = 0;
+};
 
-  // Loss weights from the training set, printed as the run starts.
-  const ClassWeights w = class_weights(data, io::Split::Train, opt.loss == "plain");
-  be->copy_to_device(net.w_pos(), w.pos.data(), sizeof(float) * w.pos.size());
-  be->copy_to_device(net.w_neg(), w.neg.data(), sizeof(float) * w.neg.size());
-  if (!opt.quiet) {
-    std::fprintf(stderr, "cxr train: %s on %s, batch %ld, %ldx%ld, %zu training and %zu validation images\n",
-                 opt.arch.c_str(), be->name().c_str(), long(opt.batch), long(S), long(S), train_idx.size(),
-                 val_idx.size());
-    std::fprintf(stderr, "loss: %s BCE; per-class weights (w_pos = frequency of negatives, w_neg = of positives):\n",
-                 opt.loss.c_str());
-    for (int k = 0; k < io::kNumClasses; ++k)
-      std::fprintf(stderr, "  %-20s w_pos %.4f  w_neg %.4f\n", std::string(io::kClassNames[size_t(k)]).c_str(),
-                   w.pos[size_t(k)], w.neg[size_t(k)]);
-  }
-
-  // Optimizer state and schedule.
-  int64_t step = 0, first_epoch = 0;
-  double lr = opt.lr;
-  Scheduler sched;
-  if (resumed) {
-    CXR_CHECK(int64_t(resumed->adam_m.size()) == table.trainable_count(), last_path, ": Adam state of ",
-              resumed->adam_m.size(), " values for ", table.trainable_count(), " parameters");
-    be->copy_to_device(net.adam_m(), resumed->adam_m.data(), sizeof(float) * resumed->adam_m.size());
-    be->copy_to_device(net.adam_v(), resumed->adam_v.data(), sizeof(float) * resumed->adam_v.size());
-    step = resumed->step, first_epoch = resumed->epoch;
-    lr = opt.reset_lr ? opt.lr : resumed->learning_rate;
-    sched = Scheduler::from_json(resumed->scheduler_json);
-  }
-  const TrainOptions& cfg = opt;  // flags of this invocation (epochs may be raised on resume)
-
+Run::Run(const TrainOptions& opt) : opt_(opt), data_(opt.data), lr_(opt.lr) {
+  check_options(opt);
+  check_data_and_folder();
+  build_model();
+  load_initial_weights();
+  set_normalisation_and_loss_weights();
+  restore_optimizer_state();
   io::LoaderOptions lo = io::LoaderOptions::train(int(opt.batch), opt.seed);
   lo.flip = opt.flip;
   lo.drop_last = true;  // a last batch of one image would make batch statistics degenerate
-  lo.norm = norm;
-  io::Loader loader(data, lo);
-  int64_t steps_per_epoch = loader.batches_per_epoch();
-  if (opt.max_steps_per_epoch > 0) steps_per_epoch = std::min(steps_per_epoch, opt.max_steps_per_epoch);
-
-  std::ofstream log((out / "metrics.jsonl").string(), std::ios::app);
-  CXR_CHECK(log.good(), "cannot write ", (out / "metrics.jsonl").string());
-
-  auto save = [&](const std::string& path, int64_t epochs_done) {
-    std::vector<float> p, s;
-    net.get_weights(&p, &s);
-    io::TrainingState ts;
-    ts.adam_m.resize(p.size());
-    ts.adam_v.resize(p.size());
-    be->copy_to_host(ts.adam_m.data(), net.adam_m(), sizeof(float) * p.size());
-    be->copy_to_host(ts.adam_v.data(), net.adam_v(), sizeof(float) * p.size());
-    be->synchronize();
-    ts.step = step, ts.epoch = epochs_done, ts.learning_rate = lr;
-    ts.rng_state = std::to_string(opt.seed);  // every random choice is a function of (seed, epoch, image)
-    ts.config_json = options_json(cfg).dump();
-    ts.scheduler_json = sched.to_json().dump();
-    io::save_checkpoint(path, table, p, s, meta, &ts);
-  };
-
-  if (opt.save_initial && !opt.resume) save((out / "initial.h5").string(), 0);
-  std::ofstream batch_log;
-  if (opt.log_batches) batch_log.open((out / "batches.jsonl").string(), std::ios::app);
-
-  // The head is the last two table rows (kernel, bias): a frozen backbone updates only them.
-  const ParamEntry& head = table[table.size() - 2];
-  InterruptGuard guard;
-  TrainResult result;
-  for (int64_t epoch = first_epoch; epoch < opt.epochs; ++epoch) {
-    const bool frozen = epoch < opt.freeze_epochs;
-    const auto t0 = Clock::now();
-    loader.start_epoch(epoch);
-    StepProgress progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(opt.epochs), steps_per_epoch,
-                          opt.quiet);
-    double loss_sum = 0;
-    int64_t counted = 0;
-    for (int64_t b = 0; b < steps_per_epoch; ++b) {
-      const io::Batch* batch = loader.next();
-      CXR_CHECK(batch != nullptr, "the loader ended the epoch early at batch ", b);
-      if (b < sched.resume_batch) continue;  // trained before the interruption
-      upload_batch(net, *batch);
-      if (batch_log.is_open())
-        log_line(batch_log, {{"epoch", epoch + 1}, {"step", step + 1},
-                             {"indices", std::vector<int64_t>(batch->indices, batch->indices + batch->size)},
-                             {"flipped", std::vector<int>(batch->flipped, batch->flipped + batch->size)}});
-      net.forward(true);
-      const float loss = net.loss();
-      if (!std::isfinite(loss))
-        CXR_FAIL("the loss became ", loss, " at epoch ", epoch + 1, ", step ", b + 1,
-                 ": training stopped; the last good checkpoint is ",
-                 fs::exists(last_path) ? last_path : std::string("(none yet)"), " (try a lower --lr)");
-      net.backward();
-      ++step;
-      AdamParams a;
-      a.lr = lr, a.weight_decay = opt.weight_decay, a.step = step;
-      if (frozen)
-        be->adam_update(net.params() + head.offset, net.adam_m() + head.offset, net.adam_v() + head.offset,
-                        net.grads() + head.offset, table.trainable_count() - head.offset, a);
-      else
-        be->adam_update(net.params(), net.adam_m(), net.adam_v(), net.grads(), table.trainable_count(), a);
-      loss_sum += loss;
-      ++counted;
-      const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-      const double ips = double(counted * opt.batch) / std::max(elapsed, 1e-9);
-      progress.update(b + 1, loss_sum / double(counted), ips);
-      if ((b + 1) % opt.log_every == 0)
-        log_line(log, {{"type", "step"}, {"epoch", epoch + 1}, {"step", step}, {"loss", loss}, {"lr", lr},
-                       {"images_per_second", ips}});
-      if (g_interrupted) {
-        sched.resume_batch = b + 1;
-        save(last_path, epoch);
-        std::fprintf(stderr, "\ninterrupted: saved %s (epoch %ld, step %ld); continue with --resume\n",
-                     last_path.c_str(), long(epoch + 1), long(b + 1));
-        result.interrupted = true;
-        result.epochs_done = epoch;
-        return result;
-      }
-    }
-    sched.resume_batch = 0;
-    const double train_loss = counted ? loss_sum / double(counted) : 0.0;
-    const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-
-    // Validation: loss with the training weights, per-class AUC.
-    json epoch_log = {{"type", "epoch"}, {"epoch", epoch + 1}, {"step", step}, {"train_loss", train_loss},
-                      {"lr", lr}, {"train_seconds", train_seconds}, {"frozen_backbone", frozen}};
-    double monitored = train_loss;
-    if (!val_idx.empty()) {
-      std::vector<int64_t> idx;
-      const auto logits = infer_logits(net, data, io::Split::Val, norm, &idx, true);
-      const auto labels = gather_labels(data, idx);
-      const double val_loss = weighted_bce_host(logits, labels, w, io::kNumClasses);
-      const auto auc = io::per_class_auc(logits, labels, io::kNumClasses);
-      const double mean_auc = io::mean_auc(auc);
-      json per_class;
-      for (int k = 0; k < io::kNumClasses; ++k)
-        if (std::isfinite(auc[size_t(k)])) per_class[std::string(io::kClassNames[size_t(k)])] = auc[size_t(k)];
-      epoch_log["val_loss"] = val_loss;
-      epoch_log["val_mean_auc"] = mean_auc;
-      epoch_log["val_auc"] = per_class;
-      monitored = opt.monitor == "auc" ? -mean_auc : val_loss;  // lower is better
-      if (!opt.quiet)
-        std::fprintf(stderr, "epoch %ld: train loss %.4f, val loss %.4f, val mean AUC %.4f, lr %.2g\n",
-                     long(epoch + 1), train_loss, val_loss, mean_auc, lr);
-    } else if (!opt.quiet) {
-      std::fprintf(stderr, "epoch %ld: train loss %.4f (no validation set), lr %.2g\n", long(epoch + 1), train_loss, lr);
-    }
-    const bool improved = !sched.has_best || monitored < sched.best;
-    if (improved) {
-      sched.best = monitored, sched.has_best = true, sched.bad_epochs = 0;
-    } else if (++sched.bad_epochs >= opt.plateau_patience) {
-      lr *= opt.plateau_factor;  // Keras's ReduceLROnPlateau: after `patience` epochs without improvement
-      sched.bad_epochs = 0;
-      if (!opt.quiet) std::fprintf(stderr, "no improvement for %ld epochs: learning rate now %.3g\n",
-                                   long(opt.plateau_patience), lr);
-    }
-    epoch_log["lr_next"] = lr;
-    log_line(log, epoch_log);
-    save(last_path, epoch + 1);
-    if (improved) {
-      save(best_path, epoch + 1);
-      if (!opt.quiet) std::fprintf(stderr, "saved %s (best so far)\n", best_path.c_str());
-    }
-    result.epochs_done = epoch + 1;
-  }
-  result.best_metric = opt.monitor == "auc" ? -sched.best : sched.best;
-  write_training_curves(out);
-  return result;
+  lo.norm = norm_;
+  loader_ = std::make_unique<io::Loader>(data_, lo);
+  steps_per_epoch_ = loader_->batches_per_epoch();
+  if (opt.max_steps_per_epoch > 0) steps_per_epoch_ = std::min(steps_per_epoch_, opt.max_steps_per_epoch);
+  log_.open((out_ / "metrics.jsonl").string(), std::ios::app);
+  CXR_CHECK(log_.good(), "cannot write ", (out_ / "metrics.jsonl").string());
+  if (opt.save_initial && !opt.resume) save((out_ / "initial.h5").string(), 0);
+  if (opt.log_batches) batch_log_.open((out_ / "batches.jsonl").string(), std::ios::app);
 }
+
+void Run::check_data_and_folder() {
+  train_idx_ = data_.indices(io::Split::Train);
+  val_idx_ = data_.indices(io::Split::Val);
+  if (train_idx_.empty())
+    CXR_FAIL(opt_.data, ": no training images (every image is in val or test): prepare it again with a --split "
+             "that gives the training set a share, e.g. 0.7,0.1,0.2");
+  S_ = data_.image_size();
+  if (opt_.size != 0 && opt_.size != S_)
+    CXR_FAIL("--size ", opt_.size, " differs from the packed images (", S_, "x", S_, " in ", opt_.data,
+             "): run cxr prepare --size ", opt_.size, " to make a dataset at that size");
+  if (int64_t(train_idx_.size()) < opt_.batch)
+    CXR_FAIL("the training set of ", opt_.data, " has ", train_idx_.size(), " images, fewer than --batch ", opt_.batch);
+  out_ = fs::path(opt_.out);
+  last_path_ = (out_ / "last.h5").string(), best_path_ = (out_ / "best.h5").string();
+  if (opt_.resume && !fs::exists(last_path_)) CXR_FAIL("--resume: no checkpoint ", last_path_, " to continue from");
+  if (!opt_.resume && fs::exists(last_path_))
+    CXR_FAIL(opt_.out, " already holds a run (", last_path_, "): pass --resume to continue it or choose another --out");
+  fs::create_directories(out_);
+}
+
+void Run::build_model() {
+  be_ = make_backend(opt_.device);
+  arch_ = DenseNetConfig::from_arch(opt_.arch, io::kNumClasses);
+  arch_.bn_momentum = opt_.bn_momentum;
+  arch_ = apply_memory_policy(*be_, arch_, opt_.batch, S_, S_, opt_.memory);
+  if (opt_.trace_last > 0) prof_ = std::make_unique<ProfilingBackend>(*be_);
+  Backend& runs_on = prof_ ? static_cast<Backend&>(*prof_) : *be_;
+  net_ = std::make_unique<DenseNet>(runs_on, arch_, opt_.batch, S_, S_, /*trainable=*/true);
+  if (!opt_.quiet)
+    std::fprintf(stderr, "model: %s on %s, batch %ld at %ldx%ld, memory plan %s, recomputing %s in backward\n",
+                 arch_.arch.c_str(), be_->name().c_str(), long(opt_.batch), long(S_), long(S_),
+                 format_bytes(double(net_->plan().total_bytes())).c_str(), recompute_name(arch_));
+}
+
+// Weights: a resumed run, a given file (backbone-only files get a fresh head), or Keras's defaults.
+void Run::load_initial_weights() {
+  const ParamTable& table = net_->table();
+  std::vector<float> params, state;
+  meta_.arch = opt_.arch;
+  meta_.classes = io::kNumClasses;
+  meta_.class_names.assign(io::kClassNames.begin(), io::kClassNames.end());
+  meta_.image_size = S_;
+  if (opt_.resume) {
+    net_->get_weights(&params, &state);
+    std::optional<io::ModelMeta> m;
+    const std::string what =
+        io::load_weights(last_path_, table, params, state, io::HeadPolicy::Require, 0, &m, &resumed_);
+    if (!opt_.quiet) std::fprintf(stderr, "resuming %s: %s\n", last_path_.c_str(), what.c_str());
+    CXR_CHECK(resumed_.has_value(), last_path_, " has no training state to resume from");
+    meta_ = *m;
+  } else if (!opt_.weights.empty()) {
+    net_->get_weights(&params, &state);
+    const auto policy = opt_.drop_head ? io::HeadPolicy::Drop : io::HeadPolicy::LoadOrInit;
+    const std::string what = io::load_weights(opt_.weights, table, params, state, policy, opt_.seed);
+    if (!opt_.quiet) std::fprintf(stderr, "weights %s: %s\n", opt_.weights.c_str(), what.c_str());
+  } else {
+    init_keras_default(table, params, state, opt_.seed);
+  }
+  net_->set_weights(params, state);
+}
+
+void Run::set_normalisation_and_loss_weights() {
+  if (opt_.resume) {
+    norm_ = norm_params(meta_);
+  } else {
+    norm_ = norm_params(opt_.normalize, data_);
+    meta_.normalization = opt_.normalize;
+    meta_.norm_mean = norm_.mean;
+    meta_.norm_std = norm_.std;
+  }
+  // Loss weights from the training set, printed as the run starts.
+  weights_ = class_weights(data_, io::Split::Train, opt_.loss == "plain");
+  be_->copy_to_device(net_->w_pos(), weights_.pos.data(), sizeof(float) * weights_.pos.size());
+  be_->copy_to_device(net_->w_neg(), weights_.neg.data(), sizeof(float) * weights_.neg.size());
+  if (opt_.quiet) return;
+  std::fprintf(stderr, "cxr train: %s on %s, batch %ld, %ldx%ld, %zu training and %zu validation images\n",
+               opt_.arch.c_str(), be_->name().c_str(), long(opt_.batch), long(S_), long(S_), train_idx_.size(),
+               val_idx_.size());
+  std::fprintf(stderr, "loss: %s BCE; per-class weights (w_pos = frequency of negatives, w_neg = of positives):\n",
+               opt_.loss.c_str());
+  for (int k = 0; k < io::kNumClasses; ++k)
+    std::fprintf(stderr, "  %-20s w_pos %.4f  w_neg %.4f\n", std::string(io::kClassNames[size_t(k)]).c_str(),
+                 weights_.pos[size_t(k)], weights_.neg[size_t(k)]);
+}
+
+void Run::restore_optimizer_state() {
+  if (!resumed_) return;
+  const int64_t count = net_->table().trainable_count();
+  CXR_CHECK(int64_t(resumed_->adam_m.size()) == count, last_path_, ": Adam state of ", resumed_->adam_m.size(),
+            " values for ", count, " parameters");
+  be_->copy_to_device(net_->adam_m(), resumed_->adam_m.data(), sizeof(float) * resumed_->adam_m.size());
+  be_->copy_to_device(net_->adam_v(), resumed_->adam_v.data(), sizeof(float) * resumed_->adam_v.size());
+  step_ = resumed_->step, first_epoch_ = resumed_->epoch;
+  lr_ = opt_.reset_lr ? opt_.lr : resumed_->learning_rate;
+  sched_ = Scheduler::from_json(resumed_->scheduler_json);
+}
+
+void Run::save(const std::string& path, int64_t epochs_done) {
+  std::vector<float> p, s;
+  net_->get_weights(&p, &s);
+  io::TrainingState ts;
+  ts.adam_m.resize(p.size());
+  ts.adam_v.resize(p.size());
+  be_->copy_to_host(ts.adam_m.data(), net_->adam_m(), sizeof(float) * p.size());
+  be_->copy_to_host(ts.adam_v.data(), net_->adam_v(), sizeof(float) * p.size());
+  be_->synchronize();
+  ts.step = step_, ts.epoch = epochs_done, ts.learning_rate = lr_;
+  ts.rng_state = std::to_string(opt_.seed);  // every random choice is a function of (seed, epoch, image)
+  ts.config_json = options_json(opt_).dump();  // flags of this invocation (epochs may be raised on resume)
+  ts.scheduler_json = sched_.to_json().dump();
+  io::save_checkpoint(path, net_->table(), p, s, meta_, &ts);
+}
+
+void Run::train_step(const io::Batch& batch, int64_t epoch, int64_t b, bool frozen) {
+  {
+    BackendRange upload(net_->backend(), "upload");
+    upload_batch(*net_, batch);
+  }
+  if (batch_log_.is_open())
+    log_line(batch_log_, {{"epoch", epoch + 1}, {"step", step_ + 1},
+                          {"indices", std::vector<int64_t>(batch.indices, batch.indices + batch.size)},
+                          {"flipped", std::vector<int>(batch.flipped, batch.flipped + batch.size)}});
+  DenseNet& net = *net_;
+  net.forward(true);
+  const float loss = net.loss();
+  if (!std::isfinite(loss))
+    CXR_FAIL("the loss became ", loss, " at epoch ", epoch + 1, ", step ", b + 1,
+             ": training stopped; the last good checkpoint is ",
+             fs::exists(last_path_) ? last_path_ : std::string("(none yet)"), " (try a lower --lr)");
+  net.backward();
+  ++step_;
+  AdamParams a;
+  a.lr = lr_, a.weight_decay = opt_.weight_decay, a.step = step_;
+  // The head is the last two table rows (kernel, bias): a frozen backbone updates only them.
+  const ParamTable& table = net.table();
+  const ParamEntry& head = table[table.size() - 2];
+  Backend& be = net.backend();
+  BackendRange phase(be, "optimizer");
+  if (frozen)
+    be.adam_update(net.params() + head.offset, net.adam_m() + head.offset, net.adam_v() + head.offset,
+                   net.grads() + head.offset, table.trainable_count() - head.offset, a);
+  else
+    be.adam_update(net.params(), net.adam_m(), net.adam_v(), net.grads(), table.trainable_count(), a);
+  last_loss_ = loss;
+}
+
+bool Run::train_epoch(int64_t epoch, double* mean_loss) {
+  const bool frozen = epoch < opt_.freeze_epochs;
+  const auto t0 = Clock::now();
+  loader_->start_epoch(epoch);
+  StepProgress progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(opt_.epochs), steps_per_epoch_,
+                        opt_.quiet);
+  double loss_sum = 0;
+  int64_t counted = 0;
+  for (int64_t b = 0; b < steps_per_epoch_; ++b) {
+    const bool traced = tracing(step_ + 1);
+    const double wait_from = prof_ ? prof_->now_us() : 0;
+    const io::Batch* batch = loader_->next();
+    CXR_CHECK(batch != nullptr, "the loader ended the epoch early at batch ", b);
+    if (b < sched_.resume_batch) continue;  // trained before the interruption
+    if (traced) {
+      const double waited = prof_->now_us() - wait_from;
+      loader_waits_.push_back({wait_from, waited, step_ + 1});
+      prof_->begin_step(step_ + 1);
+      const double from = prof_->now_us();
+      train_step(*batch, epoch, b, frozen);
+      prof_->end_step();
+      traced_steps_.emplace_back(from, prof_->now_us() - from);
+      if (step_ == opt_.trace_last) write_trace();
+    } else {
+      train_step(*batch, epoch, b, frozen);
+    }
+    loss_sum += last_loss_;
+    ++counted;
+    const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double ips = double(counted * opt_.batch) / std::max(elapsed, 1e-9);
+    progress.update(b + 1, loss_sum / double(counted), ips);
+    if ((b + 1) % opt_.log_every == 0)
+      log_line(log_, {{"type", "step"}, {"epoch", epoch + 1}, {"step", step_}, {"loss", last_loss_}, {"lr", lr_},
+                      {"images_per_second", ips}});
+    if (g_interrupted) {
+      sched_.resume_batch = b + 1;
+      save(last_path_, epoch);
+      std::fprintf(stderr, "\ninterrupted: saved %s (epoch %ld, step %ld); continue with --resume\n",
+                   last_path_.c_str(), long(epoch + 1), long(b + 1));
+      result_.interrupted = true;
+      result_.epochs_done = epoch;
+      return false;
+    }
+  }
+  sched_.resume_batch = 0;
+  *mean_loss = counted ? loss_sum / double(counted) : 0.0;
+  return true;
+}
+
+// Validation (loss with the training weights, per-class AUC), the plateau schedule, the log line and
+// the checkpoints.
+void Run::finish_epoch(int64_t epoch, double train_loss, double train_seconds, bool frozen) {
+  json epoch_log = {{"type", "epoch"}, {"epoch", epoch + 1}, {"step", step_}, {"train_loss", train_loss},
+                    {"lr", lr_}, {"train_seconds", train_seconds}, {"frozen_backbone", frozen}};
+  double monitored = train_loss;
+  if (!val_idx_.empty()) {
+    std::vector<int64_t> idx;
+    const auto logits = infer_logits(*net_, data_, io::Split::Val, norm_, &idx, true);
+    const auto labels = gather_labels(data_, idx);
+    const double val_loss = weighted_bce_host(logits, labels, weights_, io::kNumClasses);
+    const auto auc = io::per_class_auc(logits, labels, io::kNumClasses);
+    const double mean_auc = io::mean_auc(auc);
+    json per_class;
+    for (int k = 0; k < io::kNumClasses; ++k)
+      if (std::isfinite(auc[size_t(k)])) per_class[std::string(io::kClassNames[size_t(k)])] = auc[size_t(k)];
+    epoch_log["val_loss"] = val_loss;
+    epoch_log["val_mean_auc"] = mean_auc;
+    epoch_log["val_auc"] = per_class;
+    monitored = opt_.monitor == "auc" ? -mean_auc : val_loss;  // lower is better
+    if (!opt_.quiet)
+      std::fprintf(stderr, "epoch %ld: train loss %.4f, val loss %.4f, val mean AUC %.4f, lr %.2g\n",
+                   long(epoch + 1), train_loss, val_loss, mean_auc, lr_);
+  } else if (!opt_.quiet) {
+    std::fprintf(stderr, "epoch %ld: train loss %.4f (no validation set), lr %.2g\n", long(epoch + 1), train_loss, lr_);
+  }
+  const bool improved = !sched_.has_best || monitored < sched_.best;
+  if (improved) {
+    sched_.best = monitored, sched_.has_best = true, sched_.bad_epochs = 0;
+  } else if (++sched_.bad_epochs >= opt_.plateau_patience) {
+    lr_ *= opt_.plateau_factor;  // Keras's ReduceLROnPlateau: after `patience` epochs without improvement
+    sched_.bad_epochs = 0;
+    if (!opt_.quiet)
+      std::fprintf(stderr, "no improvement for %ld epochs: learning rate now %.3g\n", long(opt_.plateau_patience), lr_);
+  }
+  epoch_log["lr_next"] = lr_;
+  log_line(log_, epoch_log);
+  save(last_path_, epoch + 1);
+  if (improved) {
+    save(best_path_, epoch + 1);
+    if (!opt_.quiet) std::fprintf(stderr, "saved %s (best so far)\n", best_path_.c_str());
+  }
+  result_.epochs_done = epoch + 1;
+}
+
+// --trace-steps A:B: the traced steps' ops, ranges, loader waits and uploads as one Chrome trace.
+void Run::write_trace() {
+  if (!prof_ || trace_written_ || traced_steps_.empty()) return;
+  json trace = chrome_trace(*prof_, traced_steps_, "cxr train " + opt_.arch, loader_waits_);
+  const std::string path = (out_ / "trace.json").string();
+  io::write_text_file(path, trace.dump() + "\n");
+  trace_written_ = true;
+  if (!opt_.quiet)
+    std::fprintf(stderr, "\ntrace: %s (steps %ld to %ld; open in https://ui.perfetto.dev)\n", path.c_str(),
+                 long(opt_.trace_first), long(std::min(step_, opt_.trace_last)));
+}
+
+TrainResult Run::run() {
+  InterruptGuard guard;
+  for (int64_t epoch = first_epoch_; epoch < opt_.epochs; ++epoch) {
+    const auto t0 = Clock::now();
+    double train_loss = 0;
+    if (!train_epoch(epoch, &train_loss)) {
+      write_trace();
+      return result_;
+    }
+    const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    finish_epoch(epoch, train_loss, train_seconds, epoch < opt_.freeze_epochs);
+  }
+  write_trace();  // a run shorter than the traced slice
+  result_.best_metric = opt_.monitor == "auc" ? -sched_.best : sched_.best;
+  write_training_curves(out_);
+  return result_;
+}
+
+}  // namespace
+
+TrainResult train(const TrainOptions& opt) { return Run(opt).run(); }
 
 }  // namespace cxr::app

@@ -31,6 +31,8 @@ struct TrainOptions {
   // For side-by-side checks against another framework (scripts/validate_nih.sh): save the initial
   // weights as initial.h5, and log every step's dataset indices and flips to batches.jsonl.
   bool save_initial = false, log_batches = false;
+  // --trace-steps A:B: profile global steps A to B (1-based, inclusive) into <out>/trace.json (0:0 off).
+  int64_t trace_first = 0, trace_last = 0;
 };
 
 struct TrainResult {
