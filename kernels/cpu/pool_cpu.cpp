@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/ops_cpu.h"
 
@@ -28,19 +29,52 @@ int64_t window_argmax(const T* plane, int64_t H, int64_t W, int64_t p, int64_t q
 }
 }  // namespace
 
+// Separable: a window's maximum is the maximum over its rows of each row's maximum over its columns.
+// Pass 1 takes every input row's maximum over each output column's (clipped) window into a (H, Q)
+// scratch row block; pass 2 the maximum of the window's rows of it, contiguous and vectorisable. The
+// per-window scan this replaces ran the stem's 3x3/2 pool at 1.1 GFLOP/s, 2.4 GB/s (`cxr profile`).
+// Equal to the scan for every input without NaN (the maximum of a set does not depend on the order).
 template <typename T>
 void maxpool_forward(const View<T>& y, const View<T>& x, const PoolGeom& g) {
   check_pool_shapes(y.shape, x.shape, g, "maxpool_forward");
   CXR_CHECK(g.pad < g.kernel, "max pool padding ", g.pad, " must be smaller than its window ", g.kernel);
   const int64_t H = x.h(), W = x.w(), P = y.h(), Q = y.w();
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < x.n(); ++n)
-    for (int64_t c = 0; c < x.c(); ++c) {
-      const T* in = x.plane(n, c);
-      T* out = y.plane(n, c);
-      for (int64_t p = 0; p < P; ++p)
-        for (int64_t q = 0; q < Q; ++q) out[p * Q + q] = in[window_argmax(in, H, W, p, q, g)];
-    }
+  // Each output column's clipped window [c0, c1) in the input row.
+  std::vector<int64_t> col_lo(static_cast<size_t>(Q)), col_hi(static_cast<size_t>(Q));
+  for (int64_t q = 0; q < Q; ++q) {
+    col_lo[size_t(q)] = std::max<int64_t>(0, q * g.stride - g.pad);
+    col_hi[size_t(q)] = std::min<int64_t>(W, q * g.stride - g.pad + g.kernel);
+  }
+#pragma omp parallel
+  {
+    std::vector<T> rows(static_cast<size_t>(H * Q));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t n = 0; n < x.n(); ++n)
+      for (int64_t c = 0; c < x.c(); ++c) {
+        const T* in = x.plane(n, c);
+        T* out = y.plane(n, c);
+        for (int64_t h = 0; h < H; ++h) {
+          const T* row = in + h * W;
+          T* rm = rows.data() + h * Q;
+          for (int64_t q = 0; q < Q; ++q) {
+            T best = row[col_lo[size_t(q)]];
+            for (int64_t w = col_lo[size_t(q)] + 1; w < col_hi[size_t(q)]; ++w) best = row[w] > best ? row[w] : best;
+            rm[q] = best;
+          }
+        }
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t r0 = std::max<int64_t>(0, p * g.stride - g.pad);
+          const int64_t r1 = std::min<int64_t>(H, p * g.stride - g.pad + g.kernel);
+          T* o = out + p * Q;
+          std::memcpy(o, rows.data() + r0 * Q, sizeof(T) * size_t(Q));
+          for (int64_t r = r0 + 1; r < r1; ++r) {
+            const T* rm = rows.data() + r * Q;
+#pragma omp simd
+            for (int64_t q = 0; q < Q; ++q) o[q] = rm[q] > o[q] ? rm[q] : o[q];
+          }
+        }
+      }
+  }
 }
 
 template <typename T>
