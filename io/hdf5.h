@@ -125,9 +125,17 @@ struct DatasetInfo {
 DatasetInfo dataset_info(hid_t loc, const std::string& path);
 std::string dtype_name(hid_t type);
 
-// Reads a float32 dataset of exactly `expected` elements into out (must hold them).
+// Checksums (io/digest.h): the `cxr_xxh3` attribute of a dataset, if it has one; writing it; and
+// checking `bytes` of data read from `obj` against it (CXR_FAIL naming `path` on a mismatch; nothing
+// when the dataset has none, as files of other writers).
+std::optional<uint64_t> stored_digest(hid_t obj);
+void write_digest(hid_t obj, uint64_t digest);
+void check_digest(hid_t obj, const std::string& path, const void* data, size_t bytes);
+
+// Reads a float32 dataset of exactly `expected` elements into out (must hold them), checking its
+// checksum when it has one.
 void read_floats(hid_t loc, const std::string& path, float* out, int64_t expected);
-// Creates the dataset (and any missing intermediate groups) and writes float32 data.
+// Creates the dataset (and any missing intermediate groups), writes float32 data and its checksum.
 void write_floats(hid_t loc, const std::string& path, const std::vector<int64_t>& shape, const float* data);
 // Scalar variable-length string datasets (for long text: attributes are limited to 64 KiB).
 void write_string_dataset(hid_t loc, const std::string& path, const std::string& value);

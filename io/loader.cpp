@@ -110,7 +110,8 @@ void Loader::fill_image(Buffer& b, int64_t epoch, int64_t k) {
   const int64_t hw = data_.image_bytes();
   const int64_t i = b.indices[k];
   uint8_t* img = b.pixels + k * hw;
-  data_.read_image(i, img);
+  if (opt_.verify_checksums) data_.read_batch(&i, 1, img);
+  else data_.read_batch_unchecked(&i, 1, img);
   const std::vector<uint8_t>& labels = data_.labels();
   for (int c = 0; c < kNumClasses; ++c) b.labels[k * kNumClasses + c] = labels[i * kNumClasses + c];
   // The flip of an image is a function of (seed, epoch, image): reproducible whatever the batching.

@@ -39,6 +39,7 @@ struct LoaderOptions {
   NormParams norm;
   HostAllocator allocator;       // empty: default_host_allocator()
   int threads = 0;               // threads assembling a batch (read, flip, normalise); 0: all cores
+  bool verify_checksums = true;  // each image against /image_xxh3 (false: the benchmark's comparison)
   static LoaderOptions train(int batch, uint64_t seed) {
     LoaderOptions o;
     o.split = Split::Train, o.batch = batch, o.shuffle = true, o.flip = true, o.seed = seed;

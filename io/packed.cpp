@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "engine/error.h"
+#include "io/digest.h"
 #include "io/hdf5.h"
 
 namespace cxr::io {
@@ -106,13 +107,15 @@ bool read_num_attr(hid_t obj, const char* name, hid_t type, T* v, hsize_t n) {
   return H5Aread(a, type, v) >= 0;
 }
 
+// Writes a numeric dataset; with_digest: and its checksum (io/digest.h) over the values' bytes.
 template <typename T>
 void write_array(hid_t file, const char* name, hid_t type, const std::vector<T>& v, std::initializer_list<hsize_t> dims,
-                 const std::string& path) {
+                 const std::string& path, bool with_digest = false) {
   Hid sp = make_space(dims);
   Hid d = checked(H5Dcreate2(file, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
                   std::string("create ") + name, path);
   if (!v.empty()) check(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), std::string("write ") + name, path);
+  if (with_digest) h5::write_digest(d, digest64(v.data(), v.size() * sizeof(T)));
 }
 
 template <typename T>
@@ -125,6 +128,11 @@ std::vector<T> read_array(hid_t file, const char* name, hid_t type, const std::s
                 std::to_string(expect));
   std::vector<T> v(static_cast<size_t>(n));
   if (n > 0) check(H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), std::string("read ") + name, path);
+  try {
+    h5::check_digest(d, name, v.data(), v.size() * sizeof(T));
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
   return v;
 }
 
@@ -155,6 +163,7 @@ struct PackedWriter::Impl {
   Hid file, images, done;
   int size = 0;
   std::vector<Split> split;
+  std::vector<uint64_t> digests;  // /image_xxh3: each written image's checksum
 };
 
 PackedWriter::PackedWriter(const std::string& path, const std::vector<LabelRow>& rows, const std::vector<Split>& split,
@@ -179,8 +188,10 @@ PackedWriter::PackedWriter(const std::string& path, const std::vector<LabelRow>&
       uint64_t old = 0;
       int old_size = 0;
       if (read_num_attr(file, "fingerprint", H5T_NATIVE_UINT64, &old, 1) && old == fp &&
-          read_num_attr(file, "image_size", H5T_NATIVE_INT, &old_size, 1) && old_size == S) {
+          read_num_attr(file, "image_size", H5T_NATIVE_INT, &old_size, 1) && old_size == S &&
+          H5Lexists(file, "/image_xxh3", H5P_DEFAULT) > 0) {  // (a partial file of an older version starts again)
         done_ = read_array<uint8_t>(file, "/done", H5T_NATIVE_UINT8, partial_, static_cast<hssize_t>(N));
+        impl_->digests = read_array<uint64_t>(file, "/image_xxh3", H5T_NATIVE_UINT64, partial_, hssize_t(N));
         impl_->images = checked(H5Dopen2(file, "/images", H5P_DEFAULT), H5Dclose, "open /images", partial_);
         impl_->done = checked(H5Dopen2(file, "/done", H5P_DEFAULT), H5Dclose, "open /done", partial_);
         impl_->file = std::move(file);
@@ -215,10 +226,12 @@ PackedWriter::PackedWriter(const std::string& path, const std::vector<LabelRow>&
     views[i] = rows[i].view_position;
     sp8[i] = static_cast<uint8_t>(split[i]);
   }
-  write_array(file, "/labels", H5T_STD_U8LE, labels, {N, static_cast<hsize_t>(kNumClasses)}, partial_);
-  write_array(file, "/patient_ids", H5T_STD_I64LE, pids, {N}, partial_);
-  write_array(file, "/split", H5T_STD_U8LE, sp8, {N}, partial_);
+  write_array(file, "/labels", H5T_STD_U8LE, labels, {N, static_cast<hsize_t>(kNumClasses)}, partial_, true);
+  write_array(file, "/patient_ids", H5T_STD_I64LE, pids, {N}, partial_, true);
+  write_array(file, "/split", H5T_STD_U8LE, sp8, {N}, partial_, true);
   write_array(file, "/done", H5T_STD_U8LE, done_, {N}, partial_);
+  impl_->digests.assign(N, 0);
+  write_array(file, "/image_xxh3", H5T_STD_U64LE, impl_->digests, {N}, partial_);
   write_strings(file, "/names", names, partial_);
   write_strings(file, "/view_positions", views, partial_);
   // Text Patient IDs (DICOM): as given, or keyed hashes (PackedMeta::patient_key_hash).
@@ -266,6 +279,7 @@ void PackedWriter::write_image(int64_t i, const uint8_t* pixels) {
   H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, nullptr, count, nullptr);
   Hid ms = make_space({1, S, S});
   check(H5Dwrite(impl_->images, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, pixels), "write image", partial_);
+  impl_->digests[size_t(i)] = digest64(pixels, size_t(S * S));
   done_[i] = 1;
 }
 
@@ -275,8 +289,13 @@ void PackedWriter::mark_unreadable(int64_t i) {
 }
 
 void PackedWriter::flush() {
-  if (!done_.empty())
+  // Checksums before /done: an image marked done always has its checksum on disk.
+  if (!done_.empty()) {
+    Hid d = checked(H5Dopen2(impl_->file, "/image_xxh3", H5P_DEFAULT), H5Dclose, "open /image_xxh3", partial_);
+    check(H5Dwrite(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, impl_->digests.data()), "write /image_xxh3",
+          partial_);
     check(H5Dwrite(impl_->done, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done_.data()), "write /done", partial_);
+  }
   check(H5Fflush(impl_->file, H5F_SCOPE_GLOBAL), "flush", partial_);
 }
 
@@ -288,7 +307,13 @@ void PackedWriter::finish() {
   {
     Hid d = checked(H5Dopen2(impl_->file, "/split", H5P_DEFAULT), H5Dclose, "open /split", partial_);
     if (!sp8.empty()) check(H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, sp8.data()), "write /split", partial_);
+    h5::write_digest(d, digest64(sp8.data(), sp8.size()));
   }
+  // An unreadable image's chunk is never written: it reads as the fill value, zeros.
+  const std::vector<uint8_t> zeros(size_t(impl_->size) * size_t(impl_->size), 0);
+  const uint64_t zero_digest = digest64(zeros.data(), zeros.size());
+  for (size_t i = 0; i < done_.size(); ++i)
+    if (done_[i] == 2) impl_->digests[i] = zero_digest;
   const int complete = 1;
   write_num_attr(impl_->file.get(), "complete", H5T_NATIVE_INT, &complete, 1);
   flush();
@@ -368,6 +393,11 @@ PackedDataset::PackedDataset(const std::string& path) : impl_(std::make_unique<I
   if (dims[1] != dims[2]) throw Error(path + ": /images is not square: " + std::to_string(dims[1]) + "x" + std::to_string(dims[2]));
   image_size_ = static_cast<int>(dims[1]);
   const hssize_t N = static_cast<hssize_t>(dims[0]);
+  {
+    Hid type(H5Dget_type(impl_->images), H5Tclose);
+    if (H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 1 || H5Tget_sign(type) != H5T_SGN_NONE)
+      throw Error(path + ": /images holds " + h5::dtype_name(type) + " values, expected uint8 (the pixels cxr prepare writes)");
+  }
   names_ = read_strings(f, "/names", false, path);
   if (static_cast<hssize_t>(names_.size()) != N)
     throw Error(path + ": /names has " + std::to_string(names_.size()) + " entries, /images " + std::to_string(N));
@@ -375,7 +405,18 @@ PackedDataset::PackedDataset(const std::string& path) : impl_(std::make_unique<I
   patient_ids_ = read_array<int64_t>(f, "/patient_ids", H5T_NATIVE_INT64, path, N);
   std::vector<uint8_t> sp = read_array<uint8_t>(f, "/split", H5T_NATIVE_UINT8, path, N);
   split_.resize(sp.size());
-  for (size_t i = 0; i < sp.size(); ++i) split_[i] = static_cast<Split>(sp[i]);
+  for (size_t i = 0; i < sp.size(); ++i) {
+    if (sp[i] > 2 && sp[i] != 255)
+      throw Error(path + ": /split[" + std::to_string(i) + "] is " + std::to_string(sp[i]) +
+                  ", expected 0 (train), 1 (val), 2 (test) or 255 (excluded)");
+    split_[i] = static_cast<Split>(sp[i]);
+  }
+  for (size_t i = 0; i < labels_.size(); ++i)
+    if (labels_[i] > 1)
+      throw Error(path + ": /labels[" + std::to_string(i / kNumClasses) + "][" + std::to_string(i % kNumClasses) +
+                  "] is " + std::to_string(labels_[i]) + ", expected 0 or 1");
+  if (H5Lexists(f, "/image_xxh3", H5P_DEFAULT) > 0)
+    image_digests_ = read_array<uint64_t>(f, "/image_xxh3", H5T_NATIVE_UINT64, path, N);
   if (H5Lexists(f, "/view_positions", H5P_DEFAULT) > 0) views_ = read_strings(f, "/view_positions", false, path);
   views_.resize(names_.size());
   if (H5Lexists(f, "/patient_keys", H5P_DEFAULT) > 0) {
@@ -445,6 +486,20 @@ std::vector<int64_t> PackedDataset::indices(Split s) const {
 void PackedDataset::read_image(int64_t i, uint8_t* out) const { read_batch(&i, 1, out); }
 
 void PackedDataset::read_batch(const int64_t* idx, int64_t n, uint8_t* out) const {
+  const size_t bytes = static_cast<size_t>(image_size_) * static_cast<size_t>(image_size_);
+  read_batch_unchecked(idx, n, out);
+  if (image_digests_.empty()) return;  // a file made before checksums
+  for (int64_t k = 0; k < n; ++k) {
+    const uint64_t found = digest64(out + static_cast<size_t>(k) * bytes, bytes);
+    const size_t i = static_cast<size_t>(idx[k]);
+    if (found != image_digests_[i])
+      throw Error(path_ + ": image " + std::to_string(i) + " (" + names_[i] + ") fails its checksum in /images (stored " +
+                  digest_text(image_digests_[i]) + ", computed " + digest_text(found) +
+                  "): the file is damaged; restore it or run cxr prepare again");
+  }
+}
+
+void PackedDataset::read_batch_unchecked(const int64_t* idx, int64_t n, uint8_t* out) const {
   const hsize_t S = static_cast<hsize_t>(image_size_);
   const size_t bytes = static_cast<size_t>(S * S);
   for (int64_t k = 0; k < n; ++k) {

@@ -12,6 +12,8 @@
 //                                       /patient_ids then holds 63 bits of its SHA-256
 //   /split           uint8  (N)         0 train, 1 val, 2 test, 255 excluded (image unreadable)
 //   /done            uint8  (N)         0 pending, 1 written, 2 unreadable (resume bookkeeping)
+//   /image_xxh3      uint64 (N)         each image's checksum (io/digest.h), checked on every read;
+//                                       /labels, /patient_ids and /split carry theirs as attributes
 //   root attributes: format ("cxr-packed-1"), class_names (C strings), image_size, command,
 //   source_csv, split_method ("random" | "lists"), split_lists, resize (the filter and reduction
 //   used), seed, ratios (3 doubles), created
@@ -104,8 +106,13 @@ class PackedDataset {
   std::vector<int64_t> indices(Split s) const;
 
   void read_image(int64_t i, uint8_t* out) const;  // out: (S, S)
-  // out: (n, S, S), image k = index idx[k]; indices in any order, repeats allowed.
+  // out: (n, S, S), image k = index idx[k]; indices in any order, repeats allowed. Each image is
+  // checked against its checksum in /image_xxh3 (files made before checksums: not checked); a
+  // mismatch throws naming the file, the image index and its name.
   void read_batch(const int64_t* idx, int64_t n, uint8_t* out) const;
+  // The same without the checksums (the loader's speed benchmark, beside the checked read).
+  void read_batch_unchecked(const int64_t* idx, int64_t n, uint8_t* out) const;
+  bool has_checksums() const { return !image_digests_.empty(); }
 
  private:
   void enable_pread();
@@ -116,6 +123,7 @@ class PackedDataset {
   int image_size_ = 0;
   std::vector<std::string> names_, views_, class_names_, patient_keys_;
   std::vector<int64_t> patient_ids_;
+  std::vector<uint64_t> image_digests_;
   std::vector<uint8_t> labels_;
   std::vector<Split> split_;
   uint64_t seed_ = 0;

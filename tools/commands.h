@@ -19,6 +19,7 @@ void add_weights_commands(CLI::App& app);  // weights inspect, weights convert (
 void add_train_commands(CLI::App& app);  // train, evaluate, predict   (tools/cmd_train.cpp)
 void add_plan_commands(CLI::App& app);   // plan                      (tools/cmd_plan.cpp)
 void add_profile_commands(CLI::App& app);  // profile                 (tools/cmd_profile.cpp)
+void add_verify_commands(CLI::App& app);   // verify                  (tools/cmd_verify.cpp)
 void add_gradcam_commands(CLI::App& app);  // gradcam, report         (tools/cmd_gradcam.cpp)
 
 // Validators for numeric options, so that a value the engine cannot use is refused by the parser

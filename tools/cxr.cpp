@@ -26,9 +26,12 @@ int main(int argc, char** argv) {
   cxr::cli::add_train_commands(app);
   cxr::cli::add_plan_commands(app);
   cxr::cli::add_profile_commands(app);
+  cxr::cli::add_verify_commands(app);
   cxr::cli::add_gradcam_commands(app);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();  // a command's own status (verify's findings, train's Ctrl-C), already reported
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     // One line, in the same form as every other failure (CLI11's own is two lines, unprefixed).
