@@ -152,7 +152,7 @@ void parse_labels(const std::string& path, int64_t line, const std::string& fiel
 }  // namespace
 
 std::vector<LabelRow> read_label_csv(const std::string& path, const LabelCsvOptions& opt) {
-  const std::vector<std::string> lines = split_lines(read_text_file(path));
+  const std::vector<std::string> lines = read_lines(path);
   if (lines.empty()) fail_at(path, 1, "empty file: expected a header line");
   int nfields = 0;
   const std::vector<Column> cols = parse_header(split_fields(lines[0]), &nfields);
@@ -244,7 +244,7 @@ void write_label_csv(const std::string& path, const std::vector<LabelRow>& rows)
 }
 
 std::vector<BBox> read_bbox_csv(const std::string& path) {
-  const std::vector<std::string> lines = split_lines(read_text_file(path));
+  const std::vector<std::string> lines = read_lines(path);
   if (lines.empty()) fail_at(path, 1, "empty file: expected a header line");
   const std::vector<std::string> head = split_fields(lines[0]);
   if (head.size() < 3 || head[0] != "Image Index" || head[1] != "Finding Label")

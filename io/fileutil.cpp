@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "engine/error.h"
 
@@ -47,12 +48,31 @@ void write_text_file(const std::string& path, const std::string& text) {
   });
 }
 
-std::string read_text_file(const std::string& path) {
+std::string read_text_file(const std::string& path, size_t max_bytes) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path + ": cannot open for reading");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  // Read in blocks up to the cap, so that neither a huge file nor an endless one (/dev/zero, a pipe)
+  // is taken whole into memory.
+  std::string out;
+  std::vector<char> block(1 << 16);
+  while (f) {
+    f.read(block.data(), static_cast<std::streamsize>(block.size()));
+    out.append(block.data(), static_cast<size_t>(f.gcount()));
+    if (out.size() > max_bytes)
+      throw Error(path + ": more than " + std::to_string(max_bytes >> 20) + " MiB: not a text input cxr reads "
+                  "(the official label file is 8 MiB)");
+  }
+  if (f.bad()) throw Error(path + ": read error");
+  return out;
+}
+
+std::vector<std::string> read_lines(const std::string& path, size_t max_line) {
+  std::vector<std::string> lines = split_lines(read_text_file(path));
+  for (size_t i = 0; i < lines.size(); ++i)
+    if (lines[i].size() > max_line)
+      throw Error(path + ":" + std::to_string(i + 1) + ": line of " + std::to_string(lines[i].size()) +
+                  " bytes, more than " + std::to_string(max_line >> 10) + " KiB: not a CSV row or list line");
+  return lines;
 }
 
 std::string quote_for_message(const std::string& s, size_t limit, bool with_length) {

@@ -17,7 +17,14 @@ void write_atomically(const std::string& path, const std::function<void(const st
 void write_text_file(const std::string& path, const std::string& text);
 
 // Reads a whole file; throws cxr::Error naming the path when it cannot be read.
-std::string read_text_file(const std::string& path);
+// The whole file; refused (naming it) past max_bytes, which keeps a hostile or mistaken input
+// (/dev/zero, a 50 GB file) from being taken into memory.
+inline constexpr size_t kMaxTextFileBytes = size_t(1) << 30;
+std::string read_text_file(const std::string& path, size_t max_bytes = kMaxTextFileBytes);
+// Its lines (split_lines), each at most max_line bytes (an official label row is under 200 bytes; a
+// line of a megabyte is not a row): refused naming the file and the line.
+inline constexpr size_t kMaxLineBytes = size_t(1) << 20;
+std::vector<std::string> read_lines(const std::string& path, size_t max_line = kMaxLineBytes);
 
 // Splits text into lines (LF or CRLF), keeping empty lines so that index+1 is the line number.
 std::vector<std::string> split_lines(const std::string& text);  // \n or \r\n; a leading UTF-8 BOM is dropped

@@ -393,6 +393,19 @@ PackedDataset::PackedDataset(const std::string& path) : impl_(std::make_unique<I
   if (dims[1] != dims[2]) throw Error(path + ": /images is not square: " + std::to_string(dims[1]) + "x" + std::to_string(dims[2]));
   image_size_ = static_cast<int>(dims[1]);
   const hssize_t N = static_cast<hssize_t>(dims[0]);
+  // Extents come from the file: checked before anything is sized by them.
+  if (N < 0 || N > (hssize_t(1) << 31) || image_size_ < 1 || image_size_ > 8192)
+    throw Error(path + ": /images declares " + std::to_string(dims[0]) + " images of " + std::to_string(dims[1]) +
+                " x " + std::to_string(dims[2]) + ": not a packed file cxr prepare writes (at most 2^31 images of "
+                "at most 8192 x 8192)");
+  for (const char* name : {"/names", "/view_positions", "/patient_keys"}) {
+    if (H5Lexists(f, name, H5P_DEFAULT) <= 0) continue;
+    Hid d = checked(H5Dopen2(f, name, H5P_DEFAULT), H5Dclose, std::string("open ") + name, path);
+    Hid sp(H5Dget_space(d), H5Sclose);
+    const hssize_t n = H5Sget_simple_extent_npoints(sp);
+    if (n != N)
+      throw Error(path + ": " + name + " has " + std::to_string(n) + " entries, /images " + std::to_string(N));
+  }
   {
     Hid type(H5Dget_type(impl_->images), H5Tclose);
     if (H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 1 || H5Tget_sign(type) != H5T_SGN_NONE)

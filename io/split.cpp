@@ -121,7 +121,7 @@ std::vector<Split> split_from_lists(const std::vector<LabelRow>& rows, const std
     const ListKind lk = kind_of(files[k], k, files.size());
     have_val |= lk == ListKind::Val;
     have_pool |= lk == ListKind::Pool;
-    const std::vector<std::string> lines = split_lines(read_text_file(files[k]));
+    const std::vector<std::string> lines = read_lines(files[k]);
     for (size_t li = 0; li < lines.size(); ++li) {
       std::stringstream ss(lines[li]);
       std::string name;

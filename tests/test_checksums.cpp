@@ -171,6 +171,34 @@ TEST(Checksums, LabelsSplitCodesAndPixelTypesAreChecked) {
   }
 }
 
+TEST(PackedExtents, AHugeDeclaredSizeIsRefusedBeforeAnythingIsAllocated) {
+  // A hostile file: /images declares 2^34 images (chunked, nothing stored, a few KB on disk) and
+  // /names as many strings. Reading /names would allocate 2^34 strings.
+  test::ScratchDir dir("packed_extents");
+  const std::string path = dir / "huge.h5";
+  {
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const hsize_t dims[3] = {hsize_t(1) << 34, 32, 32}, chunk[3] = {1, 32, 32};
+    hid_t sp = H5Screate_simple(3, dims, nullptr), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 3, chunk);
+    hid_t d = H5Dcreate2(f, "/images", H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    io::h5::write_string_attr(f, "format", io::kPackedFormat);
+    const int one = 1;
+    hid_t asp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, "complete", H5T_NATIVE_INT, asp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_INT, &one);
+    H5Aclose(a), H5Sclose(asp), H5Dclose(d), H5Pclose(dcpl), H5Sclose(sp), H5Fclose(f);
+  }
+  EXPECT_LT(fs::file_size(path), 100000u);
+  try {
+    io::PackedDataset d(path);
+    FAIL() << "a file declaring 2^34 images was opened";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/images declares 17179869184 images of 32 x 32"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Checksums, AFlippedWeightOrAdamMomentIsRefusedByName) {
   test::ScratchDir dir("checksum_weights");
   const ParamTable table = io::densenet_param_table(DenseNetConfig::from_arch("densenet121", 2));

@@ -7,6 +7,7 @@
 #include "engine/error.h"
 #include "io/classes.h"
 #include "io/csv.h"
+#include "io/fileutil.h"
 #include "tests/test_data_util.h"
 #include "tests/test_util.h"
 
@@ -109,7 +110,7 @@ TEST(DataCsv, NoFindingWithFindingsOrEmptyLabelsAreRefused) {
 }
 
 TEST(DataCsv, AHugeLabelIsNotEchoedWhole) {
-  const std::string huge(1 << 20, 'x');
+  const std::string huge(100000, 'x');
   expect_csv_error(std::string(kHeader) + "00000001_000.png," + huge + ",0,1,57,M,PA,1,1,0.1,0.1\n", 2,
                    "unknown label 'xxxx");
   ScratchDir dir("csv_huge");
@@ -118,7 +119,27 @@ TEST(DataCsv, AHugeLabelIsNotEchoedWhole) {
     read_label_csv(dir / "l.csv");
   } catch (const Error& e) {
     EXPECT_LT(std::string(e.what()).size(), 1000u);
-    EXPECT_NE(std::string(e.what()).find("(1048576 chars)"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("(100000 chars)"), std::string::npos);
+  }
+}
+
+TEST(DataCsv, LinesAndFilesBeyondTheirCapsAreRefused) {
+  // Issue 14 item 3: sizes from the input are checked before they are used. A line of 2 MiB is no
+  // CSV row; an endless input (/dev/zero) is not read whole.
+  ScratchDir dir("csv_caps");
+  write_file(dir / "l.csv", std::string(kHeader) + "00000001_000.png," + std::string(2 << 20, 'x') + ",0,1,57,M,PA,1,1,0.1,0.1\n");
+  try {
+    read_label_csv(dir / "l.csv");
+    FAIL() << "a 2 MiB line was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("l.csv:2: line of 2097"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("more than 1024 KiB"), std::string::npos) << e.what();
+  }
+  try {
+    read_text_file("/dev/zero", size_t(1) << 20);
+    FAIL() << "/dev/zero was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/dev/zero: more than 1 MiB"), std::string::npos) << e.what();
   }
 }
 
