@@ -11,8 +11,9 @@ packages=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev li
 # The test suite also opens the HTML report in a headless browser, writes full-size legacy Keras
 # weight files with h5py (tests/fixtures/make_legacy_weight_fixtures.py full-size), and DICOM files
 # with pydicom, DCMTK and GDCM's tools (tests/fixtures/make_dicom_fixtures.py).
+# Files as pandas, pypng and PIL write them (tests/fixtures/make_writer_variants.py).
 [ "${1:-}" = "--tests" ] && packages+=(chromium python3-h5py python3-numpy python3-pydicom python3-pil dcmtk
-                                      libgdcm-tools)
+                                      libgdcm-tools python3-pandas python3-png)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
