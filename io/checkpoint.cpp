@@ -1,5 +1,8 @@
 #include "io/checkpoint.h"
 
+#include "io/fault.h"
+#include "io/fileutil.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -263,7 +266,7 @@ void fsync_path(const std::string& path, bool directory) {
     CXR_FAIL("fsync of ", path, " failed: ", std::strerror(err));
 }
 
-std::string temp_path_for(const std::string& path) {
+std::string checkpoint_temp_path(const std::string& path) {
   static std::atomic<int> counter{0};
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
@@ -302,19 +305,24 @@ void save_checkpoint(const std::string& path, const ParamTable& table, const std
                      const std::vector<float>& state, const ModelMeta& meta, const TrainingState* training) {
   naming_file(path, [&] { validate_save(table, params, state, meta, training); });
   h5::Silence quiet;
-  const std::string tmp = temp_path_for(path);
+  remove_stale_temps(path);  // of earlier saves that were killed
+  const std::string tmp = checkpoint_temp_path(path);
   try {
     h5::Handle f = h5::create_file(tmp);
+    fault_point("checkpoint: temporary file created");
     write_weights(f, table, params, state);
+    fault_point("checkpoint: weights written");
     if (fault_hook()) fault_hook()("weights-written", tmp);
     write_meta(f, meta);
     if (training) write_training(f, *training);
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) CXR_FAIL("flushing ", tmp, " failed: ", h5::last_error());
     if (!f.close()) CXR_FAIL("closing ", tmp, " failed: ", h5::last_error());
     fsync_path(tmp, false);
+    fault_point("checkpoint: closed, before the rename");
     if (fault_hook()) fault_hook()("before-rename", tmp);
     if (std::rename(tmp.c_str(), path.c_str()) != 0)
       CXR_FAIL("cannot rename ", tmp, " to ", path, ": ", std::strerror(errno));
+    fault_point("checkpoint: renamed");
   } catch (const std::exception& e) {
     std::remove(tmp.c_str());
     CXR_FAIL(path, ": saving failed, the previous file (if any) is unchanged: ", e.what());

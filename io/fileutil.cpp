@@ -1,9 +1,11 @@
 #include "io/fileutil.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "io/fault.h"
 
 namespace cxr::io {
 
@@ -18,7 +21,28 @@ std::string temp_path_for(const std::string& path) {
   return path + ".tmp." + std::to_string(static_cast<long>(getpid()));
 }
 
+void remove_stale_temps(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const std::string base = p.filename().string();
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    // "<base>.tmp.<pid>" (write_atomically) and ".<base>.tmp-<pid>-<n>" (checkpoints).
+    std::string rest;
+    if (name.rfind(base + ".tmp.", 0) == 0) rest = name.substr(base.size() + 5);
+    else if (name.rfind("." + base + ".tmp-", 0) == 0) rest = name.substr(base.size() + 6);
+    else continue;
+    const long pid = std::strtol(rest.c_str(), nullptr, 10);
+    if (pid <= 0 || pid == long(getpid())) continue;
+    if (::kill(pid_t(pid), 0) == 0 || errno == EPERM) continue;  // its writer is still alive
+    fs::remove(e.path(), ec);
+  }
+}
+
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
+  remove_stale_temps(path);
   const std::string tmp = temp_path_for(path);
   try {
     write(tmp);
@@ -26,12 +50,14 @@ void write_atomically(const std::string& path, const std::function<void(const st
     std::remove(tmp.c_str());
     throw;
   }
+  fault_point("file: written, before the rename");
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) {
     std::remove(tmp.c_str());
     throw Error(path + ": cannot rename temporary file into place: " + ec.message());
   }
+  fault_point("file: renamed");
 }
 
 void write_text_file(const std::string& path, const std::string& text) {

@@ -10,7 +10,12 @@ namespace cxr::io {
 // "<path>.tmp.<pid>": a temporary name in the same directory as path (so rename is atomic).
 std::string temp_path_for(const std::string& path);
 
-// Calls write(tmp_path), then renames tmp_path to path. Removes the temporary file on failure.
+// Removes temporary files that writes of `path` by processes no longer alive left behind (a kill
+// leaves "<path>.tmp.<pid>" or a checkpoint's ".<name>.tmp-<pid>-<n>"); a live writer's are kept.
+void remove_stale_temps(const std::string& path);
+
+// Calls write(tmp_path), then renames tmp_path to path. Removes the temporary file on failure, and
+// first the stale ones of earlier, killed writes (remove_stale_temps).
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
 
 // Writes text to path atomically.

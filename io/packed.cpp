@@ -16,6 +16,7 @@
 
 #include "engine/error.h"
 #include "io/digest.h"
+#include "io/fault.h"
 #include "io/hdf5.h"
 
 namespace cxr::io {
@@ -281,6 +282,7 @@ void PackedWriter::write_image(int64_t i, const uint8_t* pixels) {
   check(H5Dwrite(impl_->images, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, pixels), "write image", partial_);
   impl_->digests[size_t(i)] = digest64(pixels, size_t(S * S));
   done_[i] = 1;
+  fault_point("packed: image written");
 }
 
 void PackedWriter::mark_unreadable(int64_t i) {
@@ -297,6 +299,7 @@ void PackedWriter::flush() {
     check(H5Dwrite(impl_->done, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done_.data()), "write /done", partial_);
   }
   check(H5Fflush(impl_->file, H5F_SCOPE_GLOBAL), "flush", partial_);
+  fault_point("packed: flushed");
 }
 
 void PackedWriter::finish() {
@@ -320,6 +323,7 @@ void PackedWriter::finish() {
   impl_->images.reset();
   impl_->done.reset();
   impl_->file.reset();
+  fault_point("packed: complete, before the rename");
   std::error_code ec;
   std::filesystem::rename(partial_, path_, ec);
   if (ec) throw Error(path_ + ": cannot rename " + partial_ + " into place: " + ec.message());

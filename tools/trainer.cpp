@@ -16,6 +16,7 @@
 #include "io/metrics.h"
 #include "io/plot.h"
 #include "engine/profiler.h"
+#include "io/fault.h"
 #include "io/fileutil.h"
 #include "tools/pipeline.h"
 #include "tools/profile_report.h"
@@ -77,6 +78,39 @@ class StepProgress {
 void log_line(std::ofstream& log, const json& j) {
   log << j.dump() << "\n";
   log.flush();
+  io::fault_point("train: metrics line written");
+}
+
+// The run folder before a run starts: temporary files that killed saves left (".last.h5.tmp-PID-N")
+// are removed, and metrics.jsonl keeps only what the checkpoint the run continues from had logged
+// (steps up to its step, epochs up to its epoch; all of it goes for a fresh run), so that a run
+// killed and resumed logs each step and epoch once.
+void tidy_run_folder(const fs::path& out, int64_t kept_step, int64_t kept_epoch) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() > 1 && name[0] == '.' && name.find(".h5.tmp-") != std::string::npos) fs::remove(e.path(), ec);
+    if (name.find(".tmp.") != std::string::npos) fs::remove(e.path(), ec);  // io::write_atomically's
+  }
+  const fs::path log = out / "metrics.jsonl";
+  if (!fs::exists(log)) return;
+  std::string kept;
+  bool dropped = false;
+  for (const std::string& line : io::split_lines(io::read_text_file(log.string()))) {
+    if (line.empty()) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const json::exception&) {
+      dropped = true;  // a line cut by a kill
+      continue;
+    }
+    const bool keep = j.value("type", "") == "epoch" ? j.value("epoch", int64_t(0)) <= kept_epoch
+                                                     : j.value("step", int64_t(0)) <= kept_step;
+    if (keep) kept += line + "\n";
+    else dropped = true;
+  }
+  if (dropped) io::write_text_file(log.string(), kept);
 }
 
 struct Scheduler {
@@ -203,6 +237,7 @@ Run::Run(const TrainOptions& opt) : opt_(opt), data_(opt.data), lr_(opt.lr) {
   loader_ = std::make_unique<io::Loader>(data_, lo);
   steps_per_epoch_ = loader_->batches_per_epoch();
   if (opt.max_steps_per_epoch > 0) steps_per_epoch_ = std::min(steps_per_epoch_, opt.max_steps_per_epoch);
+  tidy_run_folder(out_, step_, first_epoch_);
   log_.open((out_ / "metrics.jsonl").string(), std::ios::app);
   CXR_CHECK(log_.good(), "cannot write ", (out_ / "metrics.jsonl").string());
   if (opt.save_initial && !opt.resume) save((out_ / "initial.h5").string(), 0);
@@ -440,12 +475,16 @@ void Run::finish_epoch(int64_t epoch, double train_loss, double train_seconds, b
       std::fprintf(stderr, "no improvement for %ld epochs: learning rate now %.3g\n", long(opt_.plateau_patience), lr_);
   }
   epoch_log["lr_next"] = lr_;
-  log_line(log_, epoch_log);
-  save(last_path_, epoch + 1);
+  // best.h5, the epoch's log line, then last.h5: a kill before last.h5 is renamed into place resumes
+  // from the previous last.h5, whose epoch the log is trimmed back to, and does this epoch again
+  // (saving its best again); the other order would resume past an epoch whose best.h5 or log line
+  // was never written.
   if (improved) {
     save(best_path_, epoch + 1);
     if (!opt_.quiet) std::fprintf(stderr, "saved %s (best so far)\n", best_path_.c_str());
   }
+  log_line(log_, epoch_log);
+  save(last_path_, epoch + 1);
   result_.epochs_done = epoch + 1;
 }
 
