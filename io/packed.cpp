@@ -24,12 +24,14 @@ namespace {
 
 using Hid = h5::Handle;
 
+// HDF5's innermost message carries the system's reason (a full disk: "errno = 27, error message =
+// 'File too large'"), shortened to one line by h5::last_error().
 Hid checked(hid_t id, herr_t (*close)(hid_t), const std::string& what, const std::string& file) {
-  if (id < 0) throw Error(file + ": HDF5 error: " + what);
+  if (id < 0) throw Error(file + ": cannot " + what + ": " + h5::last_error());
   return Hid(id, close);
 }
 void check(herr_t e, const std::string& what, const std::string& file) {
-  if (e < 0) throw Error(file + ": HDF5 error: " + what);
+  if (e < 0) throw Error(file + ": cannot " + what + ": " + h5::last_error());
 }
 
 Hid make_space(std::initializer_list<hsize_t> dims) {
@@ -161,6 +163,7 @@ std::string utc_now() {
 // ---- writer ----------------------------------------------------------------------------------------
 
 struct PackedWriter::Impl {
+  h5::Silence quiet;  // errors are thrown as one line (check above), not printed as HDF5's stack; last
   Hid file, images, done;
   int size = 0;
   std::vector<Split> split;

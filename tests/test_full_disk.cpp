@@ -98,5 +98,25 @@ TEST_F(FullDisk, PredictionsCsvIsLeftAsItWas) {
   EXPECT_EQ(leftovers(dir_ / "out", {"pred.csv"}), std::vector<std::string>{});
 }
 
+TEST_F(FullDisk, PackedFileIsLeftAsItWas) {
+  ASSERT_EQ(
+      test::run_cxr(dir_, "synth --out '" + (dir_ / "synth") + "' --patients 12 --size 64 --seed 1").status, 0);
+  const std::string out = dir_ / "out/d.h5";
+  const std::string prepare = "prepare --csv '" + (dir_ / "synth/Data_Entry_2017_v2020.csv") + "' --images '" +
+                              (dir_ / "synth/images") + "' --out '" + out + "' --size 64 --quiet --threads 1";
+  ASSERT_EQ(test::run_cxr(dir_, prepare).status, 0);
+  const std::string before = test::read_all(out), report = test::read_all(out + ".report.txt");
+  ASSERT_GT(before.size(), 100u * 1024);
+  const auto r = run_limited(dir_, 64, prepare);  // the file needs about 150 KiB
+  expect_clean_failure(r, out);
+  EXPECT_LT(std::count(r.err.begin(), r.err.end(), '\n'), 3) << "one line, not HDF5's error stack: " << r.err;
+  EXPECT_EQ(test::read_all(out), before) << "the previous packed file changed";
+  EXPECT_EQ(test::read_all(out + ".report.txt"), report);
+  // What stays is d.h5.partial, prepare's resume state (a rerun with space continues it), no stray file.
+  EXPECT_EQ(leftovers(dir_ / "out", {"d.h5", "d.h5.report.txt", "d.h5.partial"}), std::vector<std::string>{});
+  ASSERT_EQ(test::run_cxr(dir_, prepare).status, 0) << "the rerun with space";
+  EXPECT_FALSE(fs::exists(out + ".partial"));
+}
+
 }  // namespace
 }  // namespace cxr
