@@ -34,34 +34,23 @@ inline std::string dicom_fixture_python(std::string* why) {
   return "";
 }
 
-// The fixtures, made once per content of the script (ctest runs each test in its own process) into
-// a private folder, then renamed; "" and *why when they cannot be made here (*no_tools: because a
-// tool that scripts/setup.sh --tests installs is missing, rather than the real data).
+// The fixtures (generated_fixture_dir); "" and *why when they cannot be made here (*no_tools: because
+// a tool that scripts/setup.sh --tests installs is missing, rather than the real data).
 inline std::string dicom_fixture_dir(std::string* why, bool* no_tools) {
-  namespace fs = std::filesystem;
   const std::string src = shared_path("data/nih-512/00000001_000.png");
   if (src.empty()) {
     *why = "../shared/data/nih-512 is absent (the real NIH image the fixtures are made from)";
     return "";
   }
-  const std::string script = source_path("tests/fixtures/make_dicom_fixtures.py");
-  const fs::path dir =
-      fs::temp_directory_path() / ("cxr_dicom_fixtures_" + std::to_string(std::hash<std::string>{}(read_all(script))));
-  if (fs::exists(dir / "manifest.json")) return dir.string();
   const std::string py = dicom_fixture_python(why);
   *no_tools = py.empty();
   if (py.empty()) return "";
-  const fs::path tmp = dir.string() + ".tmp-" + std::to_string(::getpid());
-  const std::string cmd = "'" + py + "' '" + script + "' --quiet --src '" + src + "' --out '" + tmp.string() + "'";
-  if (std::system(cmd.c_str()) != 0) {
-    *why = "the fixture script failed: " + cmd;
-    *no_tools = true;
-    return "";
-  }
-  std::error_code ec;
-  fs::rename(tmp, dir, ec);  // another test process may have won the race: its files are the same
-  if (ec) fs::remove_all(tmp, ec);
-  return dir.string();
+  const std::string script = source_path("tests/fixtures/make_dicom_fixtures.py");
+  const std::string cmd = "'" + py + "' '" + script + "' --quiet --src '" + src + "' --out '{out}'";
+  const std::string dir = generated_fixture_dir(
+      "cxr_dicom_fixtures", std::to_string(std::hash<std::string>{}(read_all(script))), cmd);
+  if (dir.empty()) *why = "the fixture script failed: " + cmd, *no_tools = true;
+  return dir;
 }
 
 template <typename T>

@@ -1,8 +1,11 @@
 #include "test_util.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "io/hdf5.h"
 
@@ -63,6 +66,25 @@ std::unique_ptr<Backend> cuda_or_null(std::string* reason) {
 std::string source_path(const std::string& rel) {
   const char* env = std::getenv("CXR_SOURCE_DIR");  // set where the tests run away from the build tree
   return std::string(env && *env ? env : CXR_SOURCE_DIR) + "/" + rel;
+}
+
+std::string generated_fixture_dir(const std::string& prefix, const std::string& key, const std::string& command) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / (prefix + "_" + key);
+  if (fs::exists(dir / ".complete")) return dir.string();
+  const std::string tmp = dir.string() + ".tmp-" + std::to_string(::getpid());
+  std::string cmd = command;
+  for (size_t at; (at = cmd.find("{out}")) != std::string::npos;) cmd.replace(at, 5, tmp);
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  if (std::system(cmd.c_str()) != 0) {
+    fs::remove_all(tmp, ec);
+    return "";
+  }
+  std::ofstream(tmp + "/.complete") << "ok\n";
+  fs::rename(tmp, dir, ec);  // another test process may have won the race: its files are the same
+  if (ec) fs::remove_all(tmp, ec);
+  return dir.string();
 }
 
 std::string shared_path(const std::string& rel) {

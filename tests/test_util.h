@@ -52,6 +52,13 @@ std::unique_ptr<Backend> cuda_or_null(std::string* reason);
 std::string source_path(const std::string& rel);
 // Path under ../shared (the real NIH data; $CXR_SHARED_DIR overrides); empty if it does not exist.
 std::string shared_path(const std::string& rel);
+// Fixtures written at test time by a script, once per `key` (a hash of the script's content) and
+// shared by the test processes (ctest runs each test in its own): `command` is run with its
+// "{out}" replaced by a private temporary folder, which is then renamed to
+// <tmp>/<prefix>_<key>; a process that loses that race drops its copy (the files are the same).
+// Returns the folder, or "" when the command failed.
+std::string generated_fixture_dir(const std::string& prefix, const std::string& key, const std::string& command);
+
 // A whole float32 dataset of an HDF5 file (fixtures' inputs and reference outputs).
 std::vector<float> read_h5_floats(const std::string& file, const std::string& dataset);
 

@@ -294,24 +294,16 @@ std::string content_key() {
 // The generated files, made once per content of the script and manifests and shared by the test
 // processes (ctest runs each test in its own): written into a private folder, then renamed.
 std::string full_size_dir(std::string* why) {
-  const fs::path dir = fs::temp_directory_path() / ("cxr_legacy_full_size_" + content_key());
-  if (fs::exists(dir / "pretrained_model.h5")) return dir.string();
   const std::string py = fixture_python();
   if (py.empty()) {
     *why = "no Python with h5py and numpy (install Debian's python3-h5py or set CXR_FIXTURE_PYTHON)";
     return "";
   }
-  const fs::path tmp = dir.string() + ".tmp-" + std::to_string(::getpid());
-  const std::string cmd = "'" + py + "' '" + fixture("make_legacy_weight_fixtures.py") + "' full-size '" +
-                          tmp.string() + "' >/dev/null";
-  if (std::system(cmd.c_str()) != 0) {
-    *why = "the fixture script failed: " + cmd;
-    return "";
-  }
-  std::error_code ec;
-  fs::rename(tmp, dir, ec);  // another test process may have won the race: its files are the same
-  if (ec) fs::remove_all(tmp, ec);
-  return dir.string();
+  const std::string cmd =
+      "'" + py + "' '" + fixture("make_legacy_weight_fixtures.py") + "' full-size '{out}' >/dev/null";
+  const std::string dir = test::generated_fixture_dir("cxr_legacy_full_size", content_key(), cmd);
+  if (dir.empty()) *why = "the fixture script failed: " + cmd;
+  return dir;
 }
 
 struct ManifestRow {

@@ -30,26 +30,17 @@ std::string variants_dir(std::string* why, bool* no_tools) {
     return "";
   }
   const std::string script = test::source_path("tests/fixtures/make_writer_variants.py");
-  const fs::path dir = fs::temp_directory_path() /
-                       ("cxr_writer_variants_" + std::to_string(std::hash<std::string>{}(test::read_all(script))));
-  if (fs::exists(dir / "manifest.json")) return dir.string();
   const std::string py = "/usr/bin/python3";
   if (std::system((py + " -c 'import pandas, png, PIL.ImageCms' >/dev/null 2>&1").c_str()) != 0) {
     *why = "no Python with pandas, pypng and PIL (Debian's python3-pandas, python3-png, python3-pil)";
     *no_tools = true;
     return "";
   }
-  const fs::path tmp = dir.string() + ".tmp-" + std::to_string(::getpid());
-  const std::string cmd = py + " '" + script + "' --shared '" + shared + "' --out '" + tmp.string() + "'";
-  if (std::system(cmd.c_str()) != 0) {
-    *why = "the script failed: " + cmd;
-    *no_tools = true;
-    return "";
-  }
-  std::error_code ec;
-  fs::rename(tmp, dir, ec);
-  if (ec) fs::remove_all(tmp, ec);
-  return dir.string();
+  const std::string cmd = py + " '" + script + "' --shared '" + shared + "' --out '{out}'";
+  const std::string dir = test::generated_fixture_dir(
+      "cxr_writer_variants", std::to_string(std::hash<std::string>{}(test::read_all(script))), cmd);
+  if (dir.empty()) *why = "the script failed: " + cmd, *no_tools = true;
+  return dir;
 }
 
 #define CXR_NEED_VARIANTS(dir)                                         \
