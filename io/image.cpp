@@ -440,7 +440,9 @@ template <typename T>
   }
 }
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+// Not under ThreadSanitizer: the clones' ifunc resolver is instrumented and runs during dynamic
+// relocation, before TSan's runtime is up, and crashes every binary at start (scripts/test_tsan.sh).
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define CXR_RESIZE_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define CXR_RESIZE_CLONES
