@@ -52,17 +52,30 @@ Loader::Loader(const PackedDataset& data, const LoaderOptions& opt) : data_(data
   set_ = data_.indices(opt_.split);
   for (int k = 0; k < 2; ++k)
     bufs_.push_back(std::make_unique<Buffer>(opt_.allocator, opt_.batch, data_.image_bytes(), opt_.normalize));
-  for (int t = 1; t < std::min(threads, opt_.batch); ++t) helpers_.emplace_back([this] { helper(); });
+  // The system may refuse a thread (EAGAIN): stop and join those already started before the
+  // exception leaves, or unwinding would destroy the condition variable they sleep on (a hang) and
+  // their joinable std::threads (std::terminate). LoaderShutdown.ARefusedHelperThread* tests this.
+  try {
+    for (int t = 1; t < std::min(threads, opt_.batch); ++t) helpers_.emplace_back([this] { helper(); });
+  } catch (...) {
+    stop_helpers();
+    throw;
+  }
 }
 
 Loader::~Loader() {
   stop_worker();
+  stop_helpers();
+}
+
+void Loader::stop_helpers() {
   {
     std::lock_guard<std::mutex> lock(pool_mu_);
     pool_stop_ = true;
   }
   pool_cv_.notify_all();
   for (auto& t : helpers_) t.join();
+  helpers_.clear();
 }
 
 int64_t Loader::batches_per_epoch() const {

@@ -95,6 +95,7 @@ class Loader {
   void run_job(Job& job);
   void helper();
   void stop_worker();
+  void stop_helpers();  // stops and joins the helper threads
 
   const PackedDataset& data_;
   LoaderOptions opt_;

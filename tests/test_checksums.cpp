@@ -18,6 +18,7 @@
 #include "io/synth.h"
 #include "io/weights.h"
 #include "test_data_util.h"
+#include "test_file_damage.h"
 #include "test_util.h"
 
 namespace cxr {
@@ -25,36 +26,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Flips one bit of the byte at `offset` of `path` in place.
-void flip_byte(const std::string& path, int64_t offset) {
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  ASSERT_TRUE(f.good()) << path;
-  f.seekg(offset);
-  char c = 0;
-  f.read(&c, 1);
-  c = static_cast<char>(c ^ 0x10);
-  f.seekp(offset);
-  f.write(&c, 1);
-}
-
-// File offset of a contiguous dataset's data, or of chunk `chunk` of a chunked one.
-int64_t data_offset(const std::string& path, const std::string& dataset, int64_t chunk = -1) {
-  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  hid_t d = H5Dopen2(f, dataset.c_str(), H5P_DEFAULT);
-  haddr_t a = HADDR_UNDEF;
-  if (chunk < 0) {
-    a = H5Dget_offset(d);
-  } else {
-    hid_t sp = H5Dget_space(d);
-    hsize_t off[3] = {0, 0, 0}, size = 0;
-    unsigned mask = 0;
-    H5Dget_chunk_info(d, sp, hsize_t(chunk), off, &mask, &a, &size);
-    H5Sclose(sp);
-  }
-  H5Dclose(d);
-  H5Fclose(f);
-  return a == HADDR_UNDEF ? -1 : int64_t(a);
-}
+using test::data_offset;
+using test::flip_byte;
 
 std::string make_packed(const test::ScratchDir& dir, int S = 32) {
   io::SynthOptions so;
