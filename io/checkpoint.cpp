@@ -19,6 +19,7 @@
 #include "engine/error.h"
 #include "engine/init.h"
 #include "io/hdf5.h"
+#include "io/isolated_read.h"
 #include "io/weights.h"
 
 namespace cxr::io {
@@ -330,9 +331,11 @@ void save_checkpoint(const std::string& path, const ParamTable& table, const std
   fsync_path(dir_of(path), true);
 }
 
-std::string load_weights(const std::string& path, const ParamTable& table, std::vector<float>& params,
-                         std::vector<float>& state, HeadPolicy head, uint64_t head_seed, std::optional<ModelMeta>* meta,
-                         std::optional<TrainingState>* training) {
+namespace {
+
+std::string load_weights_here(const std::string& path, const ParamTable& table, std::vector<float>& params,
+                              std::vector<float>& state, HeadPolicy head, uint64_t head_seed,
+                              std::optional<ModelMeta>* meta, std::optional<TrainingState>* training) {
   WeightFile wf = scan_weight_file(path);
   if (wf.keras3_unnamed) name_keras3_by_order(wf, table);
   const int hk = head_kernel_index(table);
@@ -377,14 +380,27 @@ std::string load_weights(const std::string& path, const ParamTable& table, std::
   return std::string(format_description(wf.format)) + "; " + note;
 }
 
+}  // namespace
+
+// Both readers run in a child process first (Note [untrusted files]).
+std::string load_weights(const std::string& path, const ParamTable& table, std::vector<float>& params,
+                         std::vector<float>& state, HeadPolicy head, uint64_t head_seed, std::optional<ModelMeta>* meta,
+                         std::optional<TrainingState>* training) {
+  return guarded_hdf5_read(path, [&] {
+    return load_weights_here(path, table, params, state, head, head_seed, meta, training);
+  });
+}
+
 std::optional<ModelMeta> read_model_meta(const std::string& path) {
   std::string why;
   if (!h5::is_hdf5(path, &why)) CXR_FAIL(path, ": ", why, " (expected a cxr or Keras HDF5 weight file)");
-  return naming_file(path, [&]() -> std::optional<ModelMeta> {
-    h5::Silence quiet;
-    h5::Handle f = h5::open_file(path);
-    if (!h5::is_group(f, "/cxr")) return std::nullopt;
-    return read_meta(f);
+  return guarded_hdf5_read(path, [&] {
+    return naming_file(path, [&]() -> std::optional<ModelMeta> {
+      h5::Silence quiet;
+      h5::Handle f = h5::open_file(path);
+      if (!h5::is_group(f, "/cxr")) return std::nullopt;
+      return read_meta(f);
+    });
   });
 }
 

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "engine/error.h"
+#include "io/isolated_read.h"
 
 namespace cxr::io {
 namespace {
@@ -245,7 +246,9 @@ bool is_dicom_path(const std::string& path) {
   return ok;
 }
 
-bool read_dicom_info(const std::string& path, DicomInfo* info, std::string* error) {
+namespace {
+
+bool read_dicom_info_here(const std::string& path, DicomInfo* info, std::string* error) {
   quiet_gdcm();
   gdcm::Reader reader;
   reader.SetFileName(path.c_str());
@@ -257,6 +260,8 @@ bool read_dicom_info(const std::string& path, DicomInfo* info, std::string* erro
   read_info(reader.GetFile(), info);
   return true;
 }
+
+}  // namespace
 
 bool read_dicom_stored(const std::string& path, const DicomOptions& opt, std::vector<int32_t>* stored_out,
                        DicomInfo* info, GreyPipeline* pipe_out, std::string* error) {
@@ -362,10 +367,10 @@ bool read_dicom_stored(const std::string& path, const DicomOptions& opt, std::ve
   return true;
 }
 
-bool decode_dicom(const std::string& path, const DicomOptions& opt, GreyImage* out, DicomInfo* info,
-                  std::string* error) {
-  DicomInfo local;
-  if (!info) info = &local;
+namespace {
+
+bool decode_dicom_here(const std::string& path, const DicomOptions& opt, GreyImage* out, DicomInfo* info,
+                       std::string* error) {
   thread_local std::vector<int32_t> stored;  // reused: one image a call on each prepare thread
   GreyPipeline pipe;
   if (!read_dicom_stored(path, opt, &stored, info, &pipe, error)) return false;
@@ -374,6 +379,107 @@ bool decode_dicom(const std::string& path, const DicomOptions& opt, GreyImage* o
   out->pixels.resize(stored.size());
   render_grey(stored.data(), stored.size(), pipe, out->pixels.data());
   return true;
+}
+
+// What an isolated decode sends back through its pipe (io/isolated_read.h): a refusal ('0' and the
+// reason) or the header and the image ('1', then length-prefixed fields).
+struct Wire {
+  std::string bytes;
+  size_t at = 0;
+  void put(uint64_t v) { bytes.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void put(const std::string& v) { put(uint64_t(v.size())), bytes += v; }
+  uint64_t get() {
+    CXR_CHECK(at + 8 <= bytes.size(), "short DICOM reply from the child");
+    uint64_t v;
+    std::memcpy(&v, bytes.data() + at, 8);
+    at += 8;
+    return v;
+  }
+  std::string get_string() {
+    const uint64_t n = get();
+    CXR_CHECK(at + n <= bytes.size(), "short DICOM reply from the child");
+    at += n;
+    return bytes.substr(at - n, n);
+  }
+};
+
+void put_info(Wire& w, const DicomInfo& i) {
+  for (const std::string* s : {&i.transfer_syntax, &i.sop_instance_uid, &i.patient_id, &i.view_position,
+                               &i.photometric, &i.voi})
+    w.put(*s);
+  for (int64_t v : {int64_t(i.burned_in_annotation), int64_t(i.rows), int64_t(i.columns), int64_t(i.frames),
+                    int64_t(i.samples_per_pixel), int64_t(i.bits_allocated), int64_t(i.bits_stored),
+                    int64_t(i.is_signed)})
+    w.put(uint64_t(v));
+}
+
+void get_info(Wire& w, DicomInfo* i) {
+  for (std::string* s : {&i->transfer_syntax, &i->sop_instance_uid, &i->patient_id, &i->view_position,
+                         &i->photometric, &i->voi})
+    *s = w.get_string();
+  i->burned_in_annotation = w.get() != 0;
+  for (int* v : {&i->rows, &i->columns, &i->frames, &i->samples_per_pixel, &i->bits_allocated, &i->bits_stored})
+    *v = int(w.get());
+  i->is_signed = w.get() != 0;
+}
+
+// Runs a GDCM read in a child (Note [untrusted files]): GDCM 3.0.21 aborts on failed assertions for
+// some damaged headers. `image` is null for a header-only read.
+bool isolated_gdcm_read(const std::string& path, DicomInfo* info, GreyImage* image, std::string* error,
+                        const std::function<bool(DicomInfo*, GreyImage*, std::string*)>& read) {
+  Wire w;
+  try {
+    w.bytes = run_isolated(path, "GDCM", [&] {
+    Wire out;
+    DicomInfo i;
+    GreyImage img;
+    std::string why;
+    if (!read(&i, image ? &img : nullptr, &why)) return "0" + why;
+    out.bytes = "1";
+    put_info(out, i);
+    if (image) out.put(uint64_t(img.width)), out.put(uint64_t(img.height)), out.put(std::string(img.pixels.begin(), img.pixels.end()));
+    return out.bytes;
+    });
+  } catch (const Error& e) {
+    // A crash or a hang is this file's failure, reported as decoding's own refusals are: the
+    // commands go on with the other files (the convention of cp and grep).
+    const std::string m = e.what(), prefix = path + ": ";
+    *error = m.compare(0, prefix.size(), prefix) == 0 ? m.substr(prefix.size()) : m;
+    return false;
+  }
+  CXR_CHECK(!w.bytes.empty(), "empty DICOM reply from the child");
+  if (w.bytes[0] == '0') {
+    *error = w.bytes.substr(1);
+    return false;
+  }
+  w.at = 1;
+  get_info(w, info);
+  if (image) {
+    image->width = int(w.get());
+    image->height = int(w.get());
+    const std::string px = w.get_string();
+    image->pixels.assign(px.begin(), px.end());
+  }
+  return true;
+}
+
+}  // namespace
+
+bool read_dicom_info(const std::string& path, DicomInfo* info, std::string* error) {
+  if (isolated_depth > 0 || !isolated_reads_enabled()) return read_dicom_info_here(path, info, error);
+  return isolated_gdcm_read(path, info, nullptr, error, [&](DicomInfo* i, GreyImage*, std::string* why) {
+    return read_dicom_info_here(path, i, why);
+  });
+}
+
+bool decode_dicom(const std::string& path, const DicomOptions& opt, GreyImage* out, DicomInfo* info,
+                  std::string* error) {
+  DicomInfo local;
+  if (!info) info = &local;
+  if (isolated_depth > 0 || !isolated_reads_enabled()) return decode_dicom_here(path, opt, out, info, error);
+  return isolated_gdcm_read(path, info, out, error, [&](DicomInfo* i, GreyImage* img, std::string* why) {
+    return decode_dicom_here(path, opt, img, i, why);
+  });
 }
 
 }  // namespace cxr::io

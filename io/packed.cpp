@@ -18,6 +18,7 @@
 #include "io/digest.h"
 #include "io/fault.h"
 #include "io/hdf5.h"
+#include "io/isolated_read.h"
 
 namespace cxr::io {
 namespace {
@@ -384,6 +385,8 @@ bool pread_all(int fd, uint8_t* dst, size_t n, int64_t off) {
 }  // namespace
 
 PackedDataset::PackedDataset(const std::string& path) : impl_(std::make_unique<Impl>()), path_(path) {
+  // The file's structure is read in a child process first (Note [untrusted files]).
+  check_hdf5_in_child(path, [&] { const PackedDataset probe(path); });
   hid_t f = -1;
   H5E_BEGIN_TRY { f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT); }
   H5E_END_TRY;

@@ -9,6 +9,7 @@
 #include "engine/error.h"
 #include "io/fileutil.h"
 #include "io/hdf5.h"
+#include "io/isolated_read.h"
 
 namespace cxr::io {
 
@@ -215,7 +216,9 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return os.str();
 }
 
-WeightFile scan_weight_file(const std::string& path) {
+namespace {
+
+WeightFile scan_weight_file_here(const std::string& path) {
   std::string why;
   if (!h5::is_hdf5(path, &why)) CXR_FAIL(path, ": ", why, " (expected a Keras or cxr HDF5 weight file)");
   h5::Silence quiet;
@@ -253,6 +256,13 @@ WeightFile scan_weight_file(const std::string& path) {
     CXR_FAIL(path, ": ", what);
   }
   return wf;
+}
+
+}  // namespace
+
+// In a child process first (Note [untrusted files]).
+WeightFile scan_weight_file(const std::string& path) {
+  return guarded_hdf5_read(path, [&] { return scan_weight_file_here(path); });
 }
 
 void name_keras3_by_order(WeightFile& file, const ParamTable& table) {

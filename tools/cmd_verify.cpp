@@ -11,6 +11,7 @@
 #include "engine/error.h"
 #include "io/digest.h"
 #include "io/hdf5.h"
+#include "io/isolated_read.h"
 #include "io/packed.h"
 #include "tools/commands.h"
 
@@ -100,7 +101,8 @@ void verify_weights(hid_t file, const std::string& path, Findings* f) {
                   "for finiteness only");
 }
 
-int run_verify(const std::string& path, bool json) {
+// Everything verify reads of the file; in a child process first (Note [untrusted files]).
+Findings verify_file(const std::string& path) {
   hid_t f = -1;
   H5E_BEGIN_TRY { f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT); }
   H5E_END_TRY;
@@ -117,6 +119,11 @@ int run_verify(const std::string& path, bool json) {
       verify_weights(file, path, &found);
     }
   }
+  return found;
+}
+
+int run_verify(const std::string& path, bool json) {
+  const Findings found = io::guarded_hdf5_read(path, [&] { return verify_file(path); });
   // "No checksums" is a note, not a fault, unless something else is wrong.
   int faults = 0;
   for (const auto& p : found.problems)
