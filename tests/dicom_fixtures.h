@@ -73,7 +73,7 @@ std::vector<T> read_raw(const std::string& path, size_t n) {
     GTEST_SKIP() << why_;                                                       \
   }                                                                             \
   const nlohmann::json manifest_ = ::cxr::test::dicom_manifest(dir);            \
-  const nlohmann::json& files = manifest_["files"]
+  [[maybe_unused]] const nlohmann::json& files = manifest_["files"]
 
 inline nlohmann::json dicom_manifest(const std::string& dir) {
   return nlohmann::json::parse(read_all(dir + "/manifest.json"));

@@ -54,12 +54,7 @@ class DicomCli : public ::testing::Test {
   std::string model() {
     const std::string path = dir_ / "model.h5";
     if (fs::exists(path)) return path;
-    const ParamTable table = io::densenet_param_table(DenseNetConfig::from_arch("densenet121", io::kNumClasses));
-    std::vector<float> params, state;
-    init_keras_default(table, params, state, 5);
-    io::ModelMeta meta;
-    meta.image_size = 32;
-    io::save_checkpoint(path, table, params, state, meta);
+    test::save_random_densenet121(path, {}, 32, 5);
     return path;
   }
   test::ScratchDir dir_{"dicom_cli"};

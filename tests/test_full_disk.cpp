@@ -78,13 +78,7 @@ TEST_F(FullDisk, ModelFileIsLeftAsItWas) {
 }
 
 TEST_F(FullDisk, PredictionsCsvIsLeftAsItWas) {
-  const ParamTable table = io::densenet_param_table(DenseNetConfig::from_arch("densenet121", 14));
-  std::vector<float> params, state;
-  init_keras_default(table, params, state, 3);
-  io::ModelMeta meta;
-  meta.class_names.assign(io::kClassNames.begin(), io::kClassNames.end());
-  meta.image_size = 32;
-  io::save_checkpoint(dir_ / "model.h5", table, params, state, meta);
+  test::save_random_densenet121(dir_ / "model.h5", {}, 32, 3);
   ASSERT_EQ(
       test::run_cxr(dir_, "synth --out '" + (dir_ / "synth") + "' --patients 1 --size 32 --seed 1").status,
       0);
@@ -212,13 +206,7 @@ TEST_F(FullFilesystem, PackedFileIsLeftAsItWas) {
 }
 
 TEST_F(FullFilesystem, PredictionsAndReportAreLeftAsTheyWere) {
-  const ParamTable table = io::densenet_param_table(DenseNetConfig::from_arch("densenet121", 14));
-  std::vector<float> params, state;
-  init_keras_default(table, params, state, 3);
-  io::ModelMeta meta;
-  meta.class_names.assign(io::kClassNames.begin(), io::kClassNames.end());
-  meta.image_size = 32;
-  io::save_checkpoint(dir_ / "model.h5", table, params, state, meta);
+  test::save_random_densenet121(dir_ / "model.h5", {}, 32, 3);
   ASSERT_EQ(
       test::run_cxr(dir_, "synth --out '" + (dir_ / "synth") + "' --patients 1 --size 32 --seed 1").status, 0);
   const std::string image = fs::directory_iterator(dir_ / "synth/images")->path().string();

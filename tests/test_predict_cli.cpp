@@ -25,14 +25,7 @@ class PredictCli : public ::testing::Test {
   void SetUp() override {
     if (test::cxr_binary().empty()) GTEST_SKIP() << "no cxr binary (set CXR_BINARY)";
     // A DenseNet121 with a 2-class head at 32x32, random weights.
-    const ParamTable table = io::densenet_param_table(DenseNetConfig::from_arch("densenet121", 2));
-    std::vector<float> params, state;
-    init_keras_default(table, params, state, 11);
-    io::ModelMeta meta;
-    meta.classes = 2;
-    meta.class_names = {"Effusion", "Mass"};
-    meta.image_size = 32;
-    io::save_checkpoint(dir_ / "two.h5", table, params, state, meta);
+    test::save_random_densenet121(dir_ / "two.h5", {"Effusion", "Mass"}, 32, 11);
     for (int i = 0; i < 3; ++i) {  // three different images
       std::vector<uint8_t> px(48 * 48);
       for (size_t j = 0; j < px.size(); ++j) px[j] = uint8_t((j * (7 + 13 * i) + 31 * i) % 251);

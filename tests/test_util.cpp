@@ -7,7 +7,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/init.h"
+#include "engine/model.h"
+#include "io/checkpoint.h"
+#include "io/classes.h"
 #include "io/hdf5.h"
+#include "io/weights.h"
 
 namespace cxr::test {
 
@@ -104,6 +109,19 @@ std::vector<float> read_h5_floats(const std::string& file, const std::string& da
   std::vector<float> v(static_cast<size_t>(n));
   h5::read_floats(f, dataset, v.data(), n);
   return v;
+}
+
+void save_random_densenet121(const std::string& path, const std::vector<std::string>& classes, int image_size,
+                             uint64_t seed) {
+  io::ModelMeta meta;
+  meta.class_names = classes;
+  if (meta.class_names.empty()) meta.class_names.assign(io::kClassNames.begin(), io::kClassNames.end());
+  meta.classes = int64_t(meta.class_names.size());
+  meta.image_size = image_size;
+  const ParamTable table = io::densenet_param_table(DenseNetConfig::from_arch("densenet121", meta.classes));
+  std::vector<float> params, state;
+  init_keras_default(table, params, state, seed);
+  io::save_checkpoint(path, table, params, state, meta);
 }
 
 }  // namespace cxr::test

@@ -62,6 +62,12 @@ std::string generated_fixture_dir(const std::string& prefix, const std::string& 
 // A whole float32 dataset of an HDF5 file (fixtures' inputs and reference outputs).
 std::vector<float> read_h5_floats(const std::string& file, const std::string& dataset);
 
+// Saves a cxr model file of DenseNet121 at `path`: random weights (Keras's default initialisers from
+// `seed`), a head for `classes` (empty: the 14 ChestX-ray14 classes), images of image_size: the
+// model the command-line tests predict and explain with.
+void save_random_densenet121(const std::string& path, const std::vector<std::string>& classes, int image_size,
+                             uint64_t seed);
+
 }  // namespace cxr::test
 
 // Skips the current test with a message when no CUDA device is present.
