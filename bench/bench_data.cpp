@@ -21,6 +21,7 @@
 #include "io/csv.h"
 #include "io/digest.h"
 #include "io/image.h"
+#include "io/isolated_read.h"
 #include "io/loader.h"
 #include "io/packed.h"
 #include "io/prepare.h"
@@ -219,7 +220,9 @@ BENCHMARK(BM_Digest320)->Unit(benchmark::kMicrosecond);
 // resized up, times 16, plus a fixed pattern in the low 4 bits (so that codecs see 12 real bits),
 // written by GDCM's writer uncompressed (explicit VR little endian), as JPEG 2000 lossless and as
 // JPEG lossless (process 14, selection value 1), with a 12-bit window; and the same picture as an 8-bit
-// PNG (stb_image_write, zlib level 8) for comparison. range(0): 0 PNG, 1 uncompressed, 2 J2K, 3 JPEG-LL.
+// PNG (stb_image_write, zlib level 8) for comparison. range(0): 0 PNG, 1 uncompressed, 2 J2K, 3 JPEG-LL;
+// range(1): 1 decodes each DICOM in a child process as the tools do (Note [untrusted files]: the
+// fork and the pixels sent back through a pipe), 0 in process, side by side.
 const char* kDicomKinds[] = {"png8", "dicom-uncompressed-12bit", "dicom-j2k-lossless", "dicom-jpeg-lossless-sv1"};
 
 std::string large_image(int kind) {
@@ -279,7 +282,9 @@ std::string large_image(int kind) {
 void BM_DecodeVoiResizeLarge(benchmark::State& state) {
   const std::string file = large_image(int(state.range(0)));
   if (file.empty()) return state.SkipWithError("../shared/data/nih-1024 absent, or GDCM could not write the image");
-  state.SetLabel(std::string(kDicomKinds[state.range(0)]) + ", " + std::to_string(fs::file_size(file) >> 10) + " KiB");
+  state.SetLabel(std::string(kDicomKinds[state.range(0)]) + ", " + std::to_string(fs::file_size(file) >> 10) + " KiB" +
+                 (state.range(1) ? ", isolated" : ", in process"));
+  set_isolated_reads(state.range(1) != 0);
   const int S = 320;
   std::vector<uint8_t> out(S * S);
   const double cpu0 = process_cpu_seconds();
@@ -292,7 +297,8 @@ void BM_DecodeVoiResizeLarge(benchmark::State& state) {
   }
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   cpu_counter(state, static_cast<double>(state.iterations()), cpu0);
+  set_isolated_reads(true);
 }
-BENCHMARK(BM_DecodeVoiResizeLarge)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DecodeVoiResizeLarge)->ArgsProduct({{0, 1, 2, 3}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
