@@ -389,7 +389,7 @@ struct Wire {
   void put(uint64_t v) { bytes.append(reinterpret_cast<const char*>(&v), sizeof v); }
   void put(const std::string& v) { put(uint64_t(v.size())), bytes += v; }
   uint64_t get() {
-    CXR_CHECK(at + 8 <= bytes.size(), "short DICOM reply from the child");
+    if (at + 8 > bytes.size()) CXR_FAIL("a short reply");
     uint64_t v;
     std::memcpy(&v, bytes.data() + at, 8);
     at += 8;
@@ -397,7 +397,7 @@ struct Wire {
   }
   std::string get_string() {
     const uint64_t n = get();
-    CXR_CHECK(at + n <= bytes.size(), "short DICOM reply from the child");
+    if (n > bytes.size() - at) CXR_FAIL("a short reply");
     at += n;
     return bytes.substr(at - n, n);
   }
@@ -430,15 +430,15 @@ bool isolated_gdcm_read(const std::string& path, DicomInfo* info, GreyImage* ima
   Wire w;
   try {
     w.bytes = run_isolated(path, "GDCM", [&] {
-    Wire out;
-    DicomInfo i;
-    GreyImage img;
-    std::string why;
-    if (!read(&i, image ? &img : nullptr, &why)) return "0" + why;
-    out.bytes = "1";
-    put_info(out, i);
-    if (image) out.put(uint64_t(img.width)), out.put(uint64_t(img.height)), out.put(std::string(img.pixels.begin(), img.pixels.end()));
-    return out.bytes;
+      Wire out;
+      DicomInfo i;
+      GreyImage img;
+      std::string why;
+      if (!read(&i, image ? &img : nullptr, &why)) return "0" + why;
+      out.bytes = "1";
+      put_info(out, i);
+      if (image) out.put(uint64_t(img.width)), out.put(uint64_t(img.height)), out.put(std::string(img.pixels.begin(), img.pixels.end()));
+      return out.bytes;
     });
   } catch (const Error& e) {
     // A crash or a hang is this file's failure, reported as decoding's own refusals are: the
@@ -447,18 +447,29 @@ bool isolated_gdcm_read(const std::string& path, DicomInfo* info, GreyImage* ima
     *error = m.compare(0, prefix.size(), prefix) == 0 ? m.substr(prefix.size()) : m;
     return false;
   }
-  CXR_CHECK(!w.bytes.empty(), "empty DICOM reply from the child");
-  if (w.bytes[0] == '0') {
-    *error = w.bytes.substr(1);
+  // The reply is checked before anything is sized by it: a child whose memory went wrong must not
+  // make the parent read or allocate out of bounds.
+  try {
+    if (w.bytes.empty()) CXR_FAIL("an empty reply");
+    if (w.bytes[0] == '0') {
+      *error = w.bytes.substr(1);
+      return false;
+    }
+    w.at = 1;
+    get_info(w, info);
+    if (image) {
+      const uint64_t width = w.get(), height = w.get();
+      const std::string px = w.get_string();
+      if (width == 0 || height == 0 || width > (1u << 20) || height > (1u << 20) || px.size() != width * height)
+        CXR_FAIL("an image of ", width, " x ", height, " with ", px.size(), " pixels");
+      image->width = int(width);
+      image->height = int(height);
+      image->pixels.assign(px.begin(), px.end());
+    }
+    if (w.at != w.bytes.size()) CXR_FAIL(w.bytes.size() - w.at, " bytes too many");
+  } catch (const Error& e) {
+    *error = std::string("the child process decoding it replied with ") + e.what();
     return false;
-  }
-  w.at = 1;
-  get_info(w, info);
-  if (image) {
-    image->width = int(w.get());
-    image->height = int(w.get());
-    const std::string px = w.get_string();
-    image->pixels.assign(px.begin(), px.end());
   }
   return true;
 }

@@ -140,9 +140,9 @@ class FullFilesystem : public FullDisk {
     fs::create_directories(dir_ / "fs");
     test::write_file(dir_ / "fs.sh", R"(set -u
 mount -t tmpfs -o size=4m tmpfs "$FS" || exit 97
-cp -a "$SEED"/. "$FS"/
+cp -a "$SEED"/. "$FS"/ || exit 96
 avail=$(df -k --output=avail "$FS" | tail -1)
-[ "$avail" -gt "$FREE_KIB" ] && fallocate -l "$((avail - FREE_KIB))k" "$FS/filler"
+if [ "$avail" -gt "$FREE_KIB" ]; then fallocate -l "$((avail - FREE_KIB))k" "$FS/filler" || exit 96; fi
 "$@" >"$DIR/stdout.txt" 2>"$DIR/stderr.txt"
 rc=$?
 rm -f "$FS/filler"
@@ -168,6 +168,7 @@ exit $rc
   }
   void expect_no_space(const test::RunResult& r, const std::string& file) {
     ASSERT_NE(r.status, 97) << "the tmpfs could not be mounted";
+    ASSERT_NE(r.status, 96) << "the tmpfs could not be seeded or filled";
     EXPECT_NE(r.status, 0) << r.err;
     EXPECT_LT(r.status, 128) << "killed by a signal: " << r.err;
     EXPECT_NE(r.err.find("cxr: error: "), std::string::npos) << r.err;

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "engine/error.h"
 #include "io/checkpoint.h"
@@ -59,6 +60,25 @@ TEST_F(IsolatedRead, ACrashAHangOrAThrowInTheChildIsOneErrorNamingTheFile) {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // as the library's endless loop
   });
   EXPECT_TRUE(contains(hang, "some/file.h5: reading the file did not finish in 2 s (the HDF5 library loops")) << hang;
+}
+
+// A reply far beyond a pipe's buffer comes back whole, and threads isolating reads at once (prepare
+// decodes DICOMs on several) each get their own child's reply: a child forked by one thread while
+// another's pipe was open would hold that pipe and stall its reader.
+TEST_F(IsolatedRead, LargeRepliesAndConcurrentChildren) {
+  const std::string big(50u << 20, 'x');
+  EXPECT_EQ(run_isolated("big.h5", "test", [&] { return big; }).size(), big.size());
+  std::vector<std::thread> threads;
+  std::vector<int> wrong(4, 0);
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([t, &wrong] {
+      for (int k = 0; k < 20; ++k) {
+        const std::string want = std::to_string(t) + ":" + std::to_string(k) + std::string(size_t(k) * 10000, 'y');
+        if (run_isolated("f.dcm", "test", [&] { return want; }) != want) ++wrong[size_t(t)];
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong, std::vector<int>(4, 0));
 }
 
 TEST_F(IsolatedRead, NestedReadsAndTheSwitchRunDirectly) {
