@@ -1,6 +1,7 @@
 #include "io/fileutil.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,6 +22,45 @@ std::string temp_path_for(const std::string& path) {
   return path + ".tmp." + std::to_string(static_cast<long>(getpid()));
 }
 
+namespace {
+
+// Seconds since the epoch at which process `pid` started, or -1 (from /proc: its start in clock ticks
+// after boot, field 22 of /proc/<pid>/stat, and the boot time, btime of /proc/stat).
+double process_start_time(long pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return -1;
+  const size_t close = line.rfind(')');  // the command name may hold spaces and parentheses
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(line.substr(close + 2));
+  std::string f;
+  for (int k = 3; k < 22 && fields >> f; ++k) {
+  }
+  unsigned long long ticks = 0;
+  if (!(fields >> ticks)) return -1;
+  std::ifstream boot("/proc/stat");
+  for (std::string key; boot >> key;)
+    if (key == "btime") {
+      double btime = 0;
+      boot >> btime;
+      return btime + double(ticks) / double(::sysconf(_SC_CLK_TCK));
+    }
+  return -1;
+}
+
+// Whether the temporary file `file` named after process `pid` may still be written by it: the
+// process exists and started before the file was last written (PIDs are reused: a process that
+// started later is another one, as the kill tests found with thousands of processes forked beside).
+bool writer_alive(long pid, const std::filesystem::path& file) {
+  if (::kill(pid_t(pid), 0) != 0 && errno != EPERM) return false;
+  struct stat st;
+  const double started = process_start_time(pid);
+  if (started < 0 || ::stat(file.c_str(), &st) != 0) return true;  // cannot tell: keep it
+  return started <= double(st.st_mtime) + 1.0;  // start times have a clock tick's resolution
+}
+
+}  // namespace
+
 void remove_stale_temps(const std::string& path) {
   namespace fs = std::filesystem;
   const fs::path p(path);
@@ -36,7 +76,7 @@ void remove_stale_temps(const std::string& path) {
     else continue;
     const long pid = std::strtol(rest.c_str(), nullptr, 10);
     if (pid <= 0 || pid == long(getpid())) continue;
-    if (::kill(pid_t(pid), 0) == 0 || errno == EPERM) continue;  // its writer is still alive
+    if (writer_alive(pid, e.path())) continue;
     fs::remove(e.path(), ec);
   }
 }
