@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
+#include <chrono>
 
 #include "engine/error.h"
 #include "io/loader.h"
@@ -27,6 +29,20 @@ namespace {
 int thread_count() {
   int n = 0;
   for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// The count once joined threads have left /proc: pthread_join returns when the kernel clears the
+// thread's id (early in its exit), but the task stays listed until the kernel has released it a
+// moment later, so a count taken at once can still see a joined thread (it did in CI). Polls until
+// the count is `expected` or 5 s have passed; a thread that was never joined stays listed, and the
+// last count is returned to fail the check.
+int thread_count_settled(int expected) {
+  int n = thread_count();
+  for (int i = 0; i < 500 && n != expected; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    n = thread_count();
+  }
   return n;
 }
 
@@ -62,12 +78,12 @@ TEST(LoaderShutdown, EveryExitPathJoinsItsThreads) {
     Loader l(d, options());  // never started
     EXPECT_EQ(thread_count(), before + 2);
   }
-  EXPECT_EQ(thread_count(), before) << "destroyed before an epoch";
+  EXPECT_EQ(thread_count_settled(before), before) << "destroyed before an epoch";
   {
     Loader l(d, options());
     l.start_epoch(0);  // destroyed while the batch thread fills its first buffer
   }
-  EXPECT_EQ(thread_count(), before) << "destroyed at once after start_epoch";
+  EXPECT_EQ(thread_count_settled(before), before) << "destroyed at once after start_epoch";
   {
     Loader l(d, options());
     l.start_epoch(0);
@@ -75,7 +91,7 @@ TEST(LoaderShutdown, EveryExitPathJoinsItsThreads) {
     l.start_epoch(1);
     ASSERT_NE(l.next(), nullptr);
   }
-  EXPECT_EQ(thread_count(), before) << "destroyed mid-epoch after a restart";
+  EXPECT_EQ(thread_count_settled(before), before) << "destroyed mid-epoch after a restart";
   try {
     Loader l(d, options());
     l.start_epoch(0);
@@ -83,7 +99,7 @@ TEST(LoaderShutdown, EveryExitPathJoinsItsThreads) {
     throw std::runtime_error("the consumer failed");  // as a training step that throws
   } catch (const std::runtime_error&) {
   }
-  EXPECT_EQ(thread_count(), before) << "destroyed while an exception unwound its consumer";
+  EXPECT_EQ(thread_count_settled(before), before) << "destroyed while an exception unwound its consumer";
 }
 
 TEST(LoaderShutdown, AFailedBatchThreadIsReportedAndJoined) {
@@ -113,7 +129,7 @@ TEST(LoaderShutdown, AFailedBatchThreadIsReportedAndJoined) {
         },
         Error);
   }
-  EXPECT_EQ(thread_count(), before);
+  EXPECT_EQ(thread_count_settled(before), before);
 }
 
 // The constructor starts helper threads one by one; when the system refuses one (EAGAIN), the
