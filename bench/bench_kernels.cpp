@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kernels/cpu/ops_cpu.h"
-#include "kernels/gradcam.h"
+#include "kernels/cam_ops.h"
 
 namespace {
 

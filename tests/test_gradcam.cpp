@@ -21,10 +21,13 @@
 #include "io/fileutil.h"
 #include "io/hdf5.h"
 #include "io/image.h"
-#include "kernels/gradcam.h"
+#include "kernels/cam_ops.h"
 #include "test_data_util.h"
 #include "test_util.h"
-#include "tools/gradcam.h"
+#include "tools/cam_maps.h"
+#include "tools/cam_scores.h"
+#include "tools/gradcam_command.h"
+#include "tools/overlay.h"
 
 namespace cxr::test {
 namespace {

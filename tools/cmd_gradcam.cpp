@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "tools/commands.h"
-#include "tools/gradcam.h"
+#include "tools/gradcam_command.h"
 #include "tools/report.h"
 
 namespace cxr::cli {

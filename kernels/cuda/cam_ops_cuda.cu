@@ -1,5 +1,5 @@
-// CUDA kernels of the Grad-CAM ops (kernels/gradcam.h), written to reproduce the CPU twins in
-// kernels/cpu/gradcam_cpu.cpp: the same summation order in double (one thread per output sum), the
+// CUDA kernels of the Grad-CAM ops (kernels/cam_ops.h), written to reproduce the CPU twins in
+// kernels/cpu/cam_ops_cpu.cpp: the same summation order in double (one thread per output sum), the
 // same bilinear taps computed in double, the same division for the scaling. The sizes are small
 // (N x 1024 x h x w with h, w = S/32), so one thread per output beats block reductions in
 // simplicity and costs microseconds; only the per-image maximum uses a block reduction (max is
@@ -8,7 +8,7 @@
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device_util.cuh"
-#include "kernels/gradcam.h"
+#include "kernels/cam_ops.h"
 
 namespace cxr::cuda {
 

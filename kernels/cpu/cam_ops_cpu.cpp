@@ -1,10 +1,10 @@
-// CPU twins of the Grad-CAM ops (kernels/gradcam.h), templates over float/double with double
-// accumulation, and the Backend dispatch that sends CUDA buffers to kernels/cuda/gradcam_cuda.cu.
+// CPU twins of the Grad-CAM ops (kernels/cam_ops.h), templates over float/double with double
+// accumulation, and the Backend dispatch that sends CUDA buffers to kernels/cuda/cam_ops_cuda.cu.
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/checks.h"
-#include "kernels/gradcam.h"
+#include "kernels/cam_ops.h"
 
 namespace cxr {
 
@@ -94,7 +94,7 @@ CXR_INSTANTIATE_GRADCAM(double)
 
 // ---- dispatch ---------------------------------------------------------------------------------
 
-// A CUDA backend runs the CUDA twin (kernels/cuda/gradcam_cuda.cu); a build without CUDA never
+// A CUDA backend runs the CUDA twin (kernels/cuda/cam_ops_cuda.cu); a build without CUDA never
 // references it (it is not linked there) and refuses such a backend.
 #ifdef CXR_HAVE_CUDA
 #define CXR_GRADCAM_ON_CUDA(be, op, call) \

@@ -1,7 +1,7 @@
 // Grad-CAM's own ops (Selvaraju et al., ICCV 2017): the gradient pooling, the weighted channel sum
 // with ReLU, per-image scaling to [0, 1] and bilinear upsampling. Free functions on a Backend that
-// dispatch to the CPU twins (kernels/cpu/gradcam_cpu.cpp, the oracle, templates over float/double)
-// or the CUDA kernels (kernels/cuda/gradcam_cuda.cu). Every output is written (=), never added to.
+// dispatch to the CPU twins (kernels/cpu/cam_ops_cpu.cpp, the oracle, templates over float/double)
+// or the CUDA kernels (kernels/cuda/cam_ops_cuda.cu). Every output is written (=), never added to.
 // Buffers are device pointers of `be`; tensors are NCHW views with contiguous planes.
 //
 // Note [Grad-CAM upsampling convention]
@@ -52,7 +52,7 @@ void bilinear_resize(T* out, int64_t out_h, int64_t out_w, const T* in, int64_t 
 
 namespace cuda {
 
-// The CUDA kernels' launchers (kernels/cuda/gradcam_cuda.cu), enqueued on the CudaBackend's stream.
+// The CUDA kernels' launchers (kernels/cuda/cam_ops_cuda.cu), enqueued on the CudaBackend's stream.
 // Only built with CXR_HAVE_CUDA; call the dispatching functions above instead.
 void gradcam_channel_weights(Backend& be, float* weights, const Tensor& grads);
 void gradcam_weighted_sum_relu(Backend& be, float* cam, const float* weights, const Tensor& features);
