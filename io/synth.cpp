@@ -30,9 +30,19 @@ uint64_t name_hash(const std::string& s) {
 }
 
 // ---- drawing on a float canvas, coordinates in units of the image side ----------------------------
+// A rectangle in units of the image side: a finding's box.
+struct Rect {
+  double x0, y0, x1, y1;
+  bool holds(double x, double y) const { return x >= x0 && x <= x1 && y >= y0 && y <= y1; }
+  Rect grown(const Rect& o) const {
+    return {std::min(x0, o.x0), std::min(y0, o.y0), std::max(x1, o.x1), std::max(y1, o.y1)};
+  }
+};
+
 struct Canvas {
   int S;
   std::vector<float> v;
+  Rect clip{0, 0, 1, 1};  // pixels whose centre lies outside are left alone (a finding's box)
   explicit Canvas(int s) : S(s), v(static_cast<size_t>(s) * s, 0.f) {}
   float& at(int x, int y) { return v[static_cast<size_t>(y) * S + x]; }
   template <typename F>
@@ -40,13 +50,26 @@ struct Canvas {
     const int a = std::max(0, static_cast<int>(x0 * S)), b = std::min(S - 1, static_cast<int>(x1 * S) + 1);
     const int c = std::max(0, static_cast<int>(y0 * S)), d = std::min(S - 1, static_cast<int>(y1 * S) + 1);
     for (int y = c; y <= d; ++y)
-      for (int x = a; x <= b; ++x) f((x + 0.5) / S, (y + 0.5) / S, at(x, y));
+      for (int x = a; x <= b; ++x)
+        if (clip.holds((x + 0.5) / S, (y + 0.5) / S)) f((x + 0.5) / S, (y + 0.5) / S, at(x, y));
+  }
+  // The support of gauss(): +-3 sigma (pixel centres outside it are not touched).
+  static Rect gauss_support(double cx, double cy, double sx, double sy) {
+    return {cx - 3 * sx, cy - 3 * sy, cx + 3 * sx, cy + 3 * sy};
   }
   void gauss(double cx, double cy, double sx, double sy, double amp) {
+    const Rect support = gauss_support(cx, cy, sx, sy);
     each(cx - 3 * sx, cy - 3 * sy, cx + 3 * sx, cy + 3 * sy, [&](double x, double y, float& p) {
+      if (!support.holds(x, y)) return;
       const double dx = (x - cx) / sx, dy = (y - cy) / sy;
       p += static_cast<float>(amp * std::exp(-0.5 * (dx * dx + dy * dy)));
     });
+  }
+  // The support of ellipse(): the weight is > 0 where (r - 1) * min(rx, ry) < edge / 2, i.e. within
+  // r < 1 + edge / (2 min(rx, ry)) of the centre.
+  static Rect ellipse_support(double cx, double cy, double rx, double ry, double edge) {
+    const double R = 1 + 0.5 * edge / std::min(rx, ry);
+    return {cx - rx * R, cy - ry * R, cx + rx * R, cy + ry * R};
   }
   // Ellipse blended towards `value` with a soft edge of `edge` (units).
   void ellipse(double cx, double cy, double rx, double ry, double value, double edge) {
@@ -81,10 +104,13 @@ void add_box(std::vector<BBox>* boxes, const std::string& image, int cls, double
   boxes->push_back(b);
 }
 
-}  // namespace
+void add_box(std::vector<BBox>* boxes, const std::string& image, int cls, const Rect& r) {
+  add_box(boxes, image, cls, r.x0, r.y0, r.x1, r.y1);
+}
 
-std::vector<uint8_t> synth_image(const LabelRow& row, int S, uint64_t seed, std::vector<BBox>* boxes) {
-  Rng rng(mix64(seed ^ name_hash(row.image)));
+// The noise-free drawing of one image: body, lungs, heart, then each finding of the row (their draws
+// from `rng` in this order). synth_image() passes it through exposure, noise and quantisation.
+Canvas draw_canvas(const LabelRow& row, int S, Rng& rng, std::vector<BBox>* boxes) {
   auto U = [&](double a, double b) { return a + (b - a) * rng.uniform(); };
   const auto& L = row.labels;
   Canvas c(S);
@@ -120,7 +146,8 @@ std::vector<uint8_t> synth_image(const LabelRow& row, int S, uint64_t seed, std:
   const double hrx = (L[CAR] ? 0.205 : 0.135) * sc, hry = (L[CAR] ? 0.135 : 0.11) * sc;
   const double hcx = 0.535 + jx + (L[CAR] ? 0.02 : 0.0), hcy = 0.63 + jy;
   c.ellipse(hcx, hcy, hrx, hry, 0.74, 0.012);
-  if (L[CAR]) add_box(boxes, row.image, CAR, hcx - hrx, hcy - hry, hcx + hrx, hcy + hry);
+  // The enlarged heart's soft edge included (the normal heart it replaces lies inside it).
+  if (L[CAR]) add_box(boxes, row.image, CAR, Canvas::ellipse_support(hcx, hcy, hrx, hry, 0.012));
   auto pick = [&]() -> const Lung& { return lungs[rng.below(2)]; };
 
   if (L[EFF]) {  // fluid at a lung base, meniscus rising laterally
@@ -131,7 +158,8 @@ std::vector<uint8_t> synth_image(const LabelRow& row, int S, uint64_t seed, std:
       const double t = std::max(0.0, l.lateral(x) / l.rx);
       if (y > level - 0.1 * t * t) p = 0.66f;
     });
-    add_box(boxes, row.image, EFF, l.cx - l.rx, level - 0.1, l.cx + l.rx, l.cy + l.ry);
+    // Drawn where r <= 1.02, so t <= 1.02 and the meniscus rises to level - 0.1 * 1.02^2.
+    add_box(boxes, row.image, EFF, l.cx - 1.02 * l.rx, level - 0.1 * 1.02 * 1.02, l.cx + 1.02 * l.rx, l.cy + 1.02 * l.ry);
   }
   if (L[ATE]) {  // plate-like band, lower zone
     const Lung& l = pick();
@@ -140,43 +168,54 @@ std::vector<uint8_t> synth_image(const LabelRow& row, int S, uint64_t seed, std:
       const double u = (x - cx), v = (y - cy) - tilt * u;
       if (std::fabs(u) < w && std::fabs(v) < h) p += 0.32f;
     });
-    add_box(boxes, row.image, ATE, cx - w, cy - w * 0.4, cx + w, cy + w * 0.4);
+    const double half_h = h + std::fabs(tilt) * w;  // the tilted band's vertical reach
+    add_box(boxes, row.image, ATE, cx - w, cy - half_h, cx + w, cy + half_h);
   }
   if (L[INF]) {  // patchy soft opacities, mid zone
     const Lung& l = pick();
     const double cx = l.cx + U(-0.3, 0.3) * l.rx, cy = l.cy + U(-0.2, 0.15) * l.ry;
     const int n = 5 + static_cast<int>(rng.below(4));
-    for (int k = 0; k < n; ++k) c.gauss(cx + U(-0.06, 0.06), cy + U(-0.07, 0.07), U(0.012, 0.02), U(0.012, 0.02), 0.16);
-    add_box(boxes, row.image, INF, cx - 0.08, cy - 0.09, cx + 0.08, cy + 0.09);
+    Rect box{cx, cy, cx, cy};
+    for (int k = 0; k < n; ++k) {  // draws in the order GCC evaluated the former one-line call's arguments
+      const double sy = U(0.012, 0.02), sx = U(0.012, 0.02), by = cy + U(-0.07, 0.07), bx = cx + U(-0.06, 0.06);
+      c.gauss(bx, by, sx, sy, 0.16);
+      box = box.grown(Canvas::gauss_support(bx, by, sx, sy));
+    }
+    add_box(boxes, row.image, INF, box);
   }
   if (L[MAS]) {
     const Lung& l = pick();
     const double r = U(0.06, 0.08), cx = l.cx + U(-0.35, 0.35) * l.rx, cy = l.cy + U(-0.5, 0.3) * l.ry;
     c.disc_add(cx, cy, r, 0.34, 0.006);
-    add_box(boxes, row.image, MAS, cx - r, cy - r, cx + r, cy + r);
+    const double reach = r + 0.5 * 0.006;  // the soft edge's outer half
+    add_box(boxes, row.image, MAS, cx - reach, cy - reach, cx + reach, cy + reach);
   }
   if (L[NOD]) {
     const Lung& l = pick();
     const double r = U(0.022, 0.03), cx = l.cx + U(-0.6, 0.6) * l.rx, cy = l.cy + U(-0.6, 0.4) * l.ry;
     c.disc_add(cx, cy, r, 0.42, 0.004);
-    add_box(boxes, row.image, NOD, cx - r, cy - r, cx + r, cy + r);
+    const double reach = r + 0.5 * 0.004;  // the soft edge's outer half
+    add_box(boxes, row.image, NOD, cx - reach, cy - reach, cx + reach, cy + reach);
   }
   if (L[PNA]) {  // large fuzzy lower-lobe opacity
     const Lung& l = pick();
     const double cx = l.cx + U(-0.15, 0.15) * l.rx, cy = l.cy + U(0.25, 0.45) * l.ry;
-    c.gauss(cx, cy, 0.055, 0.06, 0.3);
-    add_box(boxes, row.image, PNA, cx - 0.11, cy - 0.12, cx + 0.11, cy + 0.12);
+    c.gauss(cx, cy, 0.055, 0.06, 0.3);  // still 0.04 (10 grey levels) at 2 sigma: the box is its 3-sigma support
+    add_box(boxes, row.image, PNA, Canvas::gauss_support(cx, cy, 0.055, 0.06));
   }
   if (L[PTX]) {  // apex: no texture, dark, bright pleural line
     const Lung& l = pick();
     const double ccx = l.cx - 0.25 * l.rx * l.side, ccy = l.cy + 0.15 * l.ry, crx = l.rx * 0.75, cry = l.ry * 0.85;
+    const Rect box{l.cx - l.rx, l.cy - l.ry, l.cx + l.rx, l.cy};
+    c.clip = box;  // each() reaches a pixel row past l.cy
     c.each(l.cx - l.rx, l.cy - l.ry, l.cx + l.rx, l.cy, [&](double x, double y, float& p) {
       if (l.r(x, y) > 1) return;
       const double rc = std::hypot((x - ccx) / crx, (y - ccy) / cry);
       if (rc > 1.06) p = 0.04f;
       else if (rc > 1.0) p = 0.6f;
     });
-    add_box(boxes, row.image, PTX, l.cx - l.rx, l.cy - l.ry, l.cx + l.rx, l.cy);
+    c.clip = Rect{0, 0, 1, 1};
+    add_box(boxes, row.image, PTX, box);
   }
   if (L[CON]) {  // homogeneous sharp-edged dense patch, upper/mid zone
     const Lung& l = pick();
@@ -188,10 +227,14 @@ std::vector<uint8_t> synth_image(const LabelRow& row, int S, uint64_t seed, std:
   }
   if (L[EDE]) {  // bilateral perihilar haze
     for (const Lung& l : lungs) c.gauss(l.cx - 0.05 * l.side, l.cy + 0.02, 0.06, 0.1, 0.22);
-    add_box(boxes, row.image, EDE, lungs[0].cx - 0.12, lungs[0].cy - 0.2, lungs[1].cx + 0.12, lungs[1].cy + 0.22);
+    // The two hazes' 3-sigma supports (0.22 * e^-2 = 0.03 at 2 sigma is still visible).
+    const Rect left = Canvas::gauss_support(lungs[0].cx + 0.05, lungs[0].cy + 0.02, 0.06, 0.1);
+    add_box(boxes, row.image, EDE, left.grown(Canvas::gauss_support(lungs[1].cx - 0.05, lungs[1].cy + 0.02, 0.06, 0.1)));
   }
-  if (L[EMP]) add_box(boxes, row.image, EMP, lungs[0].cx - lungs[0].rx, lungs[0].cy - lungs[0].ry,
-                      lungs[1].cx + lungs[1].rx, lungs[1].cy + lungs[1].ry);
+  if (L[EMP])  // both enlarged lungs with their soft edges (the normal lungs lie inside)
+    add_box(boxes, row.image, EMP,
+            Canvas::ellipse_support(lungs[0].cx, lungs[0].cy, lungs[0].rx, lungs[0].ry, 0.015)
+                .grown(Canvas::ellipse_support(lungs[1].cx, lungs[1].cy, lungs[1].rx, lungs[1].ry, 0.015)));
   if (L[FIB]) {  // coarse reticular net, upper outer zone
     const Lung& l = pick();
     const double cx = l.cx + 0.4 * l.rx * l.side, cy = l.cy - 0.4 * l.ry, rx = 0.07, ry = 0.1, sp = 0.028;
@@ -204,12 +247,15 @@ std::vector<uint8_t> synth_image(const LabelRow& row, int S, uint64_t seed, std:
   }
   if (L[PLT]) {  // lateral chest-wall band, upper half
     const Lung& l = pick();
+    const double x0 = l.side > 0 ? l.cx + 0.4 * l.rx : l.cx - l.rx, x1 = l.side > 0 ? l.cx + l.rx : l.cx - 0.4 * l.rx;
+    const Rect box{x0, l.cy - l.ry, x1, l.cy + 0.1 * l.ry};
+    c.clip = box;  // the band's apical end (lateral offset < 0.4 rx) lies outside the lateral box
     c.each(l.cx - l.rx, l.cy - l.ry, l.cx + l.rx, l.cy + 0.1 * l.ry, [&](double x, double y, float& p) {
       const double r = l.r(x, y);
       if (r > 0.84 && r <= 1.0 && l.lateral(x) > 0 && y < l.cy + 0.1 * l.ry) p = 0.64f;
     });
-    const double x0 = l.side > 0 ? l.cx + 0.4 * l.rx : l.cx - l.rx, x1 = l.side > 0 ? l.cx + l.rx : l.cx - 0.4 * l.rx;
-    add_box(boxes, row.image, PLT, x0, l.cy - l.ry, x1, l.cy + 0.1 * l.ry);
+    c.clip = Rect{0, 0, 1, 1};
+    add_box(boxes, row.image, PLT, box);
   }
   if (L[HER]) {  // retrocardiac gas bubble with air-fluid level
     const double cx = hcx - 0.02 + U(-0.02, 0.02), cy = hcy + U(-0.01, 0.03), r = U(0.05, 0.065);
@@ -220,7 +266,21 @@ std::vector<uint8_t> synth_image(const LabelRow& row, int S, uint64_t seed, std:
     });
     add_box(boxes, row.image, HER, cx - r, cy - r, cx + r, cy + r);
   }
-  // Exposure, noise, quantisation.
+  return c;
+}
+
+}  // namespace
+
+std::vector<float> synth_canvas(const LabelRow& row, int S, uint64_t seed, std::vector<BBox>* boxes) {
+  Rng rng(mix64(seed ^ name_hash(row.image)));
+  return draw_canvas(row, S, rng, boxes).v;
+}
+
+std::vector<uint8_t> synth_image(const LabelRow& row, int S, uint64_t seed, std::vector<BBox>* boxes) {
+  Rng rng(mix64(seed ^ name_hash(row.image)));
+  const Canvas c = draw_canvas(row, S, rng, boxes);
+  // Exposure, noise, quantisation: per pixel, from the draws that follow the drawing's.
+  auto U = [&](double a, double b) { return a + (b - a) * rng.uniform(); };
   const double gain = U(0.85, 1.15), bias = U(-0.06, 0.06), noise = U(0.01, 0.03);
   std::vector<uint8_t> out(static_cast<size_t>(S) * S);
   for (size_t i = 0; i < out.size(); ++i) {

@@ -3,7 +3,9 @@
 // its own visible signature at a known place, with a label CSV in the official format and a box CSV
 // in the format of BBox_List_2017.csv. Deterministic by seed (whatever the thread count).
 //
-// Signatures (sides and positions jittered per image; box = where it is drawn):
+// Signatures (sides and positions jittered per image; box = where it is drawn: every pixel a finding
+// changes has its centre inside the finding's box, soft edges and Gaussian tails to 3 sigma included;
+// tests/test_synth_boxes.cpp checks it):
 //   Atelectasis        thin dense plate-like band in a lower lung zone
 //   Cardiomegaly       heart shadow ~1.5x wider
 //   Effusion           dense fluid at a lung base with a meniscus (blunted costophrenic angle)
@@ -51,8 +53,15 @@ extern const double kNihPrevalence[kNumClasses];
 
 // Labels, patients and boxes only (no drawing): what synth_dataset() would write for these options.
 SynthResult synth_labels(const SynthOptions& opt);
-// Draws one image (size x size) of a row of synth_labels(); also returns its finding boxes (pixels).
+// Draws one image (size x size) of a row of synth_labels(); also returns its finding boxes (in the
+// official 1024 x 1024 frame, as BBox_List_2017.csv has them).
 std::vector<uint8_t> synth_image(const LabelRow& row, int size, uint64_t seed, std::vector<BBox>* boxes);
+// The noise-free drawing behind synth_image() (values before exposure, noise and quantisation,
+// row-major size x size). synth_image() maps it pixel by pixel (gain, bias, its own noise draws), so a
+// finding changes the image only where it changes this canvas; the canvas of a row depends on the
+// row's image name, seed and labels, and a finding's drawing on its own draws alone (drawn after the
+// anatomy, whose draws do not depend on the labels).
+std::vector<float> synth_canvas(const LabelRow& row, int size, uint64_t seed, std::vector<BBox>* boxes);
 // Writes the whole dataset.
 SynthResult synth_dataset(const SynthOptions& opt);
 
