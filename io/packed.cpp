@@ -257,6 +257,7 @@ PackedWriter::PackedWriter(const std::string& path, const std::vector<LabelRow>&
   write_string_attr(file, "split_lists", meta.split_lists);
   write_string_attr(file, "resize", meta.resize);
   if (!meta.patient_key_hash.empty()) write_string_attr(file, "patient_key_hash", meta.patient_key_hash);
+  if (!meta.synthetic.empty()) write_string_attr(file, "synthetic", meta.synthetic);
   write_num_attr(file, "seed", H5T_NATIVE_UINT64, &meta.seed, 1);
   const double ratios[3] = {meta.ratios.train, meta.ratios.val, meta.ratios.test};
   write_num_attr(file, "ratios", H5T_NATIVE_DOUBLE, ratios, 3);

@@ -16,7 +16,7 @@
 //                                       /labels, /patient_ids and /split carry theirs as attributes
 //   root attributes: format ("cxr-packed-1"), class_names (C strings), image_size, command,
 //   source_csv, split_method ("random" | "lists"), split_lists, resize (the filter and reduction
-//   used), seed, ratios (3 doubles), created
+//   used), synthetic (only for data made by cxr synth: its marker, io/synth.h), seed, ratios (3 doubles), created
 //   (UTC date), fingerprint (of names, split and size; resume requires it to match), complete (0/1).
 #pragma once
 #include <cstdint>
@@ -40,6 +40,7 @@ struct PackedMeta {
   std::string split_lists;   // the list files, space-separated
   std::string resize;        // how images were resized (io/image.h), e.g. "mitchell antialiased"
   std::string patient_key_hash;  // "" (no text IDs), "none" (as given) or "hmac-sha256 (key file ...)"
+  std::string synthetic;         // "" (not known to be synthetic) or the cxr synth marker it was made from
   uint64_t seed = 0;
   SplitRatios ratios;
 };

@@ -19,6 +19,7 @@
 #include "io/packed.h"
 #include "io/patient_key.h"
 #include "io/progress.h"
+#include "io/synth.h"
 
 namespace cxr::io {
 
@@ -124,6 +125,7 @@ PackedMeta packed_meta(const PrepareOptions& opt, bool text_ids) {
   meta.image_size = opt.size;
   meta.command = opt.command;
   meta.source_csv = opt.csv;
+  meta.synthetic = synth_marker_of(opt.csv);  // data that cxr synth drew say so (io/synth.h)
   meta.seed = opt.seed;
   meta.ratios = opt.ratios;
   meta.split_method = opt.split_lists.empty() ? "random" : "lists";

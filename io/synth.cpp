@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "engine/error.h"
+#include "io/fileutil.h"
 #include "io/image.h"
 #include "io/progress.h"
 #include "io/split.h"
@@ -370,7 +372,26 @@ SynthResult synth_dataset(const SynthOptions& opt) {
   for (auto& b : boxes) res.boxes.insert(res.boxes.end(), b.begin(), b.end());
   write_label_csv(res.csv, res.rows);
   write_bbox_csv(res.bbox_csv, res.boxes);
+  const nlohmann::json marker = {
+      {"generator", "cxr synth"}, {"synthetic", true},  {"patients", opt.patients}, {"size", opt.size},
+      {"seed", opt.seed},         {"images", N},        {"boxes", res.boxes.size()},
+      {"note", "procedurally drawn chest-like images (io/synth.h), not patient data"}};
+  write_text_file(opt.out + "/" + kSynthMarker, marker.dump(2) + "\n");
   return res;
+}
+
+std::string synth_marker_of(const std::string& file) {
+  namespace fs = std::filesystem;
+  if (file.empty()) return "";
+  std::error_code ec;
+  const fs::path folder = fs::absolute(fs::path(file), ec).parent_path();
+  if (ec) return "";
+  for (const fs::path& dir : {folder, folder.parent_path()}) {
+    const fs::path marker = dir / kSynthMarker;
+    std::error_code missing;
+    if (fs::is_regular_file(marker, missing)) return marker.string();
+  }
+  return "";
 }
 
 }  // namespace cxr::io

@@ -62,7 +62,15 @@ std::vector<uint8_t> synth_image(const LabelRow& row, int size, uint64_t seed, s
 // row's image name, seed and labels, and a finding's drawing on its own draws alone (drawn after the
 // anatomy, whose draws do not depend on the labels).
 std::vector<float> synth_canvas(const LabelRow& row, int size, uint64_t seed, std::vector<BBox>* boxes);
-// Writes the whole dataset.
+// Writes the whole dataset, and last the marker kSynthMarker in opt.out.
 SynthResult synth_dataset(const SynthOptions& opt);
+
+// The marker synth_dataset() writes beside its CSVs: JSON naming the generator and its options. Data
+// made from a folder holding it are synthetic; `cxr prepare` records that in the packed file
+// (root attribute "synthetic"), and evaluate and train copy it into their outputs (synthetic_data).
+inline constexpr const char* kSynthMarker = "cxr_synth.json";
+// The marker's path when `file` (a label CSV, a box CSV, an image) lies in a folder that cxr synth
+// wrote, or in a folder inside it (images/); "" otherwise.
+std::string synth_marker_of(const std::string& file);
 
 }  // namespace cxr::io

@@ -59,6 +59,7 @@ json evaluate(const EvaluateOptions& opt) {
   json result;
   result["weights"] = opt.weights;
   result["data"] = opt.data;
+  result["synthetic_data"] = !data.attribute("synthetic").empty();  // made by cxr synth (io/packed.h)
   result["split"] = opt.split;
   result["images"] = idx.size();
   result["image_size"] = data.image_size();

@@ -352,7 +352,9 @@ void Run::save(const std::string& path, int64_t epochs_done) {
   be_->synchronize();
   ts.step = step_, ts.epoch = epochs_done, ts.learning_rate = lr_;
   ts.rng_state = std::to_string(opt_.seed);  // every random choice is a function of (seed, epoch, image)
-  ts.config_json = options_json(opt_).dump();  // flags of this invocation (epochs may be raised on resume)
+  json config = options_json(opt_);  // flags of this invocation (epochs may be raised on resume)
+  config["synthetic_data"] = !data_.attribute("synthetic").empty();  // made by cxr synth (io/packed.h)
+  ts.config_json = config.dump();
   ts.scheduler_json = sched_.to_json().dump();
   io::save_checkpoint(path, net_->table(), p, s, meta_, &ts);
 }
