@@ -20,12 +20,23 @@ struct PublishedAucs {
   std::array<double, kNumClasses> auc;
   double mean;
   int decimals;             // as published (3 or 4)
+  std::string_view split = "";  // the split it was measured on, where FACTS.md records it ("" where not)
 };
 
 // The four columns of the table in ../shared/guide/FACTS.md, in that order.
 const std::array<PublishedAucs, 4>& published_aucs();
 // The column with that key; throws cxr::Error listing the keys.
 const PublishedAucs& published(std::string_view key);
+
+// Wang et al. 2017 (ChestX-ray8, arXiv:1705.02315 v5, Table 4): the share of the NIH boxes found at
+// T(IoBB) = 0.1, 0.25 and 0.5 per class (IoBB = area(box & map box) / area(map box)); NaN for the six
+// classes without boxes. The table gives no values at 0.75 and 0.9.
+struct PublishedIobbFound {
+  std::string_view source;
+  std::array<double, 3> thresholds;
+  std::array<std::array<double, 3>, kNumClasses> found;
+};
+const PublishedIobbFound& wang2017_iobb_found();
 
 // Our AUCs (kNumClasses entries in io/classes.h order, NaN for classes without both labels) beside the
 // published ones: one row per class, then the mean. Our mean is over the classes we could score; when

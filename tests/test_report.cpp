@@ -15,6 +15,9 @@
 #include "io/plot.h"
 #include "test_data_util.h"
 #include "test_util.h"
+#include "io/packed.h"
+#include "io/synth.h"
+#include "tools/cam_scores.h"
 #include "tools/report.h"
 
 namespace cxr::test {
@@ -31,8 +34,11 @@ void write_test_png(const std::string& path, int w, int h, uint8_t tint) {
   io::write_png(path, px.data(), w, h, 3);
 }
 
+// Where a stand-in run's data came from, as evaluate records it (eval/metrics.json synthetic_data).
+enum class Data { Real, Synthetic, Unrecorded };
+
 // A run folder with every part the report reads, made from small stand-ins.
-void make_run_folder(const std::string& root) {
+void make_run_folder(const std::string& root, Data data = Data::Real) {
   for (const char* d : {"stats", "run", "eval", "gradcam"}) fs::create_directories(fs::path(root) / d);
   io::Figure bars;
   io::LineChart c;
@@ -77,6 +83,7 @@ void make_run_folder(const std::string& root) {
   m["auc"] = auc;
   m["auc_ci95"] = ci;
   m["thresholds"] = {{"youden", youden}, {"f1", youden}};
+  if (data != Data::Unrecorded) m["synthetic_data"] = data == Data::Synthetic;
   write_file(root + "/eval/metrics.json", m.dump(2));
   write_test_png(root + "/eval/roc_curves.png", 120, 90, 30);
 
@@ -174,6 +181,142 @@ TEST(Report, CliWritesReport) {
   const RunResult bad = run_cxr(dir, "report " + dir / "no_such_dir");
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.err.find("no_such_dir"), std::string::npos) << bad.err;
+}
+
+// ---- where the data came from: synthetic runs say so and show no published figure ----------------
+
+app::PairScore pair_score(bool hit, double energy, double iou, double iobb) {
+  app::PairScore s;
+  s.hit = hit, s.energy = energy, s.iou = iou, s.iobb = iobb, s.has_box = true;
+  return s;
+}
+
+// The "localisation" object of gradcam.json (tools/cam_scores.h): Mass (IoBB 0.6 TP, 0.3 not TP) and
+// Cardiomegaly (IoBB 0.95, TP). Overall: 3 pairs, 2 hits, energy (0.5 + 0.25 + 0.75) / 3 = 0.5,
+// found at 0.5 by 2 of 3; TP: 2 pairs, both hits.
+json localisation_object() {
+  app::LocalisationTally t(0.5, 0.15);
+  t.add("Mass", pair_score(true, 0.5, 0.4, 0.6), true);
+  t.add("Mass", pair_score(false, 0.25, 0.1, 0.3), false);
+  t.add("Cardiomegaly", pair_score(true, 0.75, 0.5, 0.95), true);
+  return t.to_json();
+}
+
+// Adds the localisation object to gradcam/gradcam.json, and one run per method/layer in localisation/.
+void add_localisation(const std::string& root) {
+  json g = json::parse(io::read_text_file(root + "/gradcam/gradcam.json"));
+  g["localisation"] = localisation_object();
+  write_file(root + "/gradcam/gradcam.json", g.dump(2));
+  fs::create_directories(root + "/localisation/gradcampp_block3");
+  write_file(root + "/localisation/gradcampp_block3/gradcam.json",
+             json({{"method", "gradcam++"}, {"layer", "block3"}, {"localisation", localisation_object()}}).dump());
+}
+
+std::string report_of(const std::string& root) {
+  app::ReportOptions opt;
+  opt.run_dir = root;
+  return io::read_text_file(app::write_report(opt).path);
+}
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
+// Our Cardiomegaly row: 1 pair, PG 1, energy 0.75, found at every T (IoBB 0.95), IoU 0.5, 1 TP pair, TP PG 1.
+const char* kCardioRow =
+    "<tr><td>Cardiomegaly</td><td>1</td><td>1.000</td><td>0.750</td><td>1.000</td><td>1.000</td><td>1.000</td>"
+    "<td>1.000</td><td>1.000</td><td>0.500</td><td>1</td><td>1.000</td>";
+// The side-by-side row: 3 pairs, PG 2/3, 2 TP pairs, TP PG 1, energy 0.5, found at 0.5 by 2 of 3.
+const char* kVariantRow =
+    "<tr><td>gradcampp_block3</td><td>gradcam++</td><td>block3</td><td>3</td><td>0.667</td><td>2</td>"
+    "<td>1.000</td><td>0.500</td><td>0.667</td></tr>";
+
+TEST(Report, SyntheticRunSaysSoBesideEveryTableAndShowsNoPublishedFigure) {
+  ScratchDir dir("report_synthetic");
+  make_run_folder(dir.path(), Data::Synthetic);
+  add_localisation(dir.path());
+  const std::string html = report_of(dir.path());
+  EXPECT_NE(html.find("synthetic data</title>"), std::string::npos);
+  EXPECT_NE(html.find("synthetic data</h1>"), std::string::npos);
+  EXPECT_NE(html.find("recorded in eval/metrics.json"), std::string::npos);
+  // Every results table (epochs, AUC, two threshold rules, localisation, methods side by side) carries
+  // the caption; the configuration's key-value tables are <table class="kv">.
+  EXPECT_EQ(count(html, "<table>"), 6u);
+  EXPECT_EQ(count(html, "<table><caption class=\"synth-note\">synthetic data"), 6u);
+  for (const char* absent : {"CheXNet", "Wang 2017", "arnoweng", "Coursera", "&minus;", "0.8094", "0.877",
+                             "class=\"good\"", "class=\"hit\"", "class=\"bad\"", "Published AUCs:"})
+    EXPECT_EQ(html.find(absent), std::string::npos) << absent;
+  EXPECT_NE(html.find(std::string(kCardioRow) + "</tr>"), std::string::npos) << "no Wang columns after ours";
+  EXPECT_NE(html.find(kVariantRow), std::string::npos);
+  EXPECT_NE(html.find("class=\"mark\">hit"), std::string::npos);
+}
+
+TEST(Report, RealRunShowsPublishedColumnsWithTheirSplitsAndWangTable4) {
+  ScratchDir dir("report_real");
+  make_run_folder(dir.path(), Data::Real);
+  add_localisation(dir.path());
+  const std::string html = report_of(dir.path());
+  EXPECT_EQ(html.find("synthetic data</"), std::string::npos);
+  EXPECT_EQ(html.find("class=\"synth-note\""), std::string::npos);
+  for (const char* want : {">Wang 2017<", "ours &minus; CheXNet", "0.8094",
+                           "CheXNet 2017, random 70/10/20 patient-wise split (the splits-chexnet lists)",
+                           "Wang 2017, not recorded here", "Localisation", "arXiv:1705.02315 v5, Table 4"})
+    EXPECT_NE(html.find(want), std::string::npos) << want;
+  // Wang et al. Table 4 beside ours: Cardiomegaly .993/.979/.877, no values at 0.75 and 0.9.
+  EXPECT_NE(html.find(std::string(kCardioRow) +
+                      "<td>0.993</td><td>0.979</td><td>0.877</td><td>&ndash;</td><td>&ndash;</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(html.find(kVariantRow), std::string::npos);
+}
+
+TEST(Report, UnrecordedOriginShowsPublishedColumnsWithoutTheDifference) {
+  ScratchDir dir("report_unrecorded");
+  make_run_folder(dir.path(), Data::Unrecorded);
+  std::string html = report_of(dir.path());
+  EXPECT_NE(html.find(">Wang 2017<"), std::string::npos);
+  EXPECT_EQ(html.find("ours &minus; CheXNet"), std::string::npos);
+  EXPECT_NE(html.find("does not record whether its data were synthetic"), std::string::npos);
+  EXPECT_NE(html.find("Pointing game"), std::string::npos) << "the table of a gradcam.json without localisation";
+  // The demo's layout: the synthetic data folder inside the run folder says it.
+  fs::create_directories(dir / "synth");
+  write_file(dir / "synth/cxr_synth.json", "{}");
+  html = report_of(dir.path());
+  EXPECT_NE(html.find("recorded in synth/cxr_synth.json"), std::string::npos);
+  EXPECT_EQ(html.find("Wang 2017"), std::string::npos);
+}
+
+// End to end: cxr synth writes its marker, prepare records it in the packed file, evaluate copies it
+// into metrics.json, and the report says synthetic; the same data without the marker read as real.
+TEST(Report, SyntheticDataIsTracedFromSynthThroughPrepareAndEvaluate) {
+  ScratchDir dir("report_synth_e2e");
+  auto run = [&](const std::string& args) {
+    const RunResult r = run_cxr(dir, args);
+    EXPECT_EQ(r.status, 0) << args << "\n" << r.out << r.err;
+  };
+  run("synth --out '" + dir / "synth" + "' --patients 12 --size 32 --seed 2 --threads 1");
+  ASSERT_TRUE(fs::exists(dir / "synth/cxr_synth.json"));
+  const std::string prepare = "prepare --csv '" + dir / "synth/Data_Entry_2017_v2020.csv" + "' --images '" +
+                              dir / "synth/images" + "' --size 32 --split 0.5,0.25,0.25 --seed 1 --quiet --out ";
+  run(prepare + "'" + dir / "synthetic.h5" + "'");
+  fs::rename(dir / "synth/cxr_synth.json", dir / "marker_moved_away.json");
+  run(prepare + "'" + dir / "plain.h5" + "'");
+  EXPECT_EQ(io::PackedDataset(dir / "synthetic.h5").attribute("synthetic"), dir / "synth/cxr_synth.json");
+  EXPECT_EQ(io::PackedDataset(dir / "plain.h5").attribute("synthetic"), "");
+  save_random_densenet121(dir / "model.h5", {}, 32, 4);
+  for (const char* name : {"synthetic", "plain"})
+    run("evaluate --weights '" + dir / "model.h5" + "' --data '" + dir / (std::string(name) + ".h5") +
+        "' --split test --device cpu --quiet --out '" + dir / (std::string("run_") + name + "/eval") + "'");
+  const json ms = json::parse(io::read_text_file(dir / "run_synthetic/eval/metrics.json"));
+  const json mp = json::parse(io::read_text_file(dir / "run_plain/eval/metrics.json"));
+  EXPECT_EQ(ms["synthetic_data"], true);
+  EXPECT_EQ(mp["synthetic_data"], false);
+  const std::string hs = report_of(dir / "run_synthetic"), hp = report_of(dir / "run_plain");
+  EXPECT_NE(hs.find("synthetic data</h1>"), std::string::npos);
+  EXPECT_EQ(hs.find("CheXNet"), std::string::npos);
+  EXPECT_EQ(hp.find("synthetic data</h1>"), std::string::npos);
+  EXPECT_NE(hp.find("ours &minus; CheXNet"), std::string::npos);
 }
 
 // ---- headless Chromium ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include "io/hdf5.h"
 #include "io/plot.h"
 #include "io/published.h"
+#include "io/synth.h"
 
 namespace cxr::app {
 
@@ -85,7 +86,9 @@ th{background:#f3f5f9}td:first-child,th:first-child{text-align:left}tr.mean td{f
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:14px}
 figure{margin:0;border:1px solid #e6e9ef;padding:6px;background:#fafbfc}figure img{width:100%;height:auto;display:block}
 figcaption{font-size:.82em;margin-top:4px;word-break:break-all}.hit{color:#17803d;font-weight:600}.miss{color:#b42318;font-weight:600}
-.good{color:#17803d}.bad{color:#b42318}footer{margin-top:3em;color:#5b6475;font-size:.82em}
+.good{color:#17803d}.bad{color:#b42318}.mark{font-weight:600}
+.synthetic{background:#eef1f6;border-left:4px solid #5b6475;padding:6px 12px;margin:.6em 0}
+caption.synth-note{caption-side:top;text-align:left;white-space:nowrap;color:#5b6475;font-size:.85em;padding:0 0 2px}footer{margin-top:3em;color:#5b6475;font-size:.82em}
 )";
 
 // Records broken images, errors and console.error calls into <pre id="cxr-check"> after load.
@@ -129,6 +132,7 @@ class Page {
   std::string build() {
     CXR_CHECK(fs::is_directory(dir_), opt_.run_dir, " is not a folder");
     load();
+    detect_origin();
     std::ostringstream body;
     body << config_section() << classes_section() << training_section() << roc_section() << auc_section()
          << thresholds_section() << gradcam_section();
@@ -136,10 +140,12 @@ class Page {
     os << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
        << "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
        << "<link rel=\"icon\" href=\"data:,\">\n"  // no favicon request
-       << "<title>cxr report: " << html_escape(run_name()) << "</title>\n<style>" << kStyle << "</style>\n";
+       << "<title>cxr report: " << html_escape(run_name()) << title_suffix() << "</title>\n<style>" << kStyle
+       << "</style>\n";
     if (opt_.check_script) os << kCheckScript;
-    os << "</head>\n<body>\n<h1>cxr report: " << html_escape(run_name()) << "</h1>\n<p class=\"sub\">"
-       << html_escape(opt_.run_dir) << " &middot; generated " << now() << "</p>\n<nav>"
+    os << "</head>\n<body>\n<h1>cxr report: " << html_escape(run_name()) << title_suffix()
+       << "</h1>\n<p class=\"sub\">" << html_escape(opt_.run_dir) << " &middot; generated " << now() << "</p>\n"
+       << origin_banner() << "<nav>"
        << "<a href=\"#config\">Configuration</a><a href=\"#classes\">Class frequencies</a>"
        << "<a href=\"#training\">Training</a><a href=\"#roc\">ROC</a><a href=\"#auc\">AUC</a>"
        << "<a href=\"#thresholds\">Thresholds</a><a href=\"#gradcam\">Grad-CAM</a></nav>\n";
@@ -149,17 +155,7 @@ class Page {
       os << "</ul></div>\n";
     }
     os << body.str();
-    os << "<footer>Written by <code>cxr report</code>. Images from the NIH ChestX-ray14 dataset, where used, "
-          "are "
-          "provided by the NIH Clinical Center (https://nihcc.app.box.com/v/ChestXray-NIHCC; Wang et al., "
-          "ChestX-ray8, CVPR 2017). Published AUCs: ";
-    bool first = true;
-    for (const auto& p : io::published_aucs()) {
-      os << (first ? "" : "; ") << html_escape(std::string(p.name)) << ": "
-         << html_escape(std::string(p.source));
-      first = false;
-    }
-    os << ".</footer>\n</body></html>\n";
+    os << footer() << "</body></html>\n";
     return os.str();
   }
 
@@ -181,6 +177,89 @@ class Page {
     return "<p class=\"missing\">" + html_escape(text) + "</p>\n";
   }
 
+  // ---- where the data came from ----------------------------------------------------------------
+  // Synthetic when any output of the run records synthetic_data: true (evaluate and train copy it
+  // from the packed file, which `cxr prepare` marks when its CSV sits beside cxr synth's marker), or
+  // when the run folder holds the demo's synthetic data (synth/cxr_synth.json). Real when an output
+  // records synthetic_data: false and none says true. Unknown otherwise (outputs of older versions).
+  enum class Origin { Synthetic, Real, Unknown };
+
+  void detect_origin() {
+    std::vector<std::pair<std::string, const json*>> sources = {
+        {"eval/metrics.json", &metrics_}, {"the training configuration", &config_}, {"gradcam/gradcam.json", &gradcam_}};
+    for (const auto& [rel, j] : variants_) sources.emplace_back(rel, &j);
+    bool recorded_real = false;
+    for (const auto& [what, j] : sources) {
+      if (!j->is_object() || !j->contains("synthetic_data") || !(*j)["synthetic_data"].is_boolean()) continue;
+      if ((*j)["synthetic_data"].get<bool>()) {
+        origin_ = Origin::Synthetic, origin_evidence_ = what;
+        return;
+      }
+      recorded_real = true;
+    }
+    const std::string marker = std::string("synth/") + io::kSynthMarker;
+    if (fs::is_regular_file(at(marker))) {
+      origin_ = Origin::Synthetic, origin_evidence_ = marker;
+      return;
+    }
+    origin_ = recorded_real ? Origin::Real : Origin::Unknown;
+  }
+  bool synthetic() const { return origin_ == Origin::Synthetic; }
+  std::string title_suffix() const { return synthetic() ? " &mdash; synthetic data" : ""; }
+
+  std::string origin_banner() const {
+    if (synthetic())
+      return "<p class=\"synthetic\"><b>Synthetic data.</b> This run is on images drawn by <code>cxr "
+             "synth</code> (procedurally drawn chest-like images, not patient data; recorded in " +
+             html_escape(origin_evidence_) +
+             "). Its figures show whether the software learns and localises what was drawn; they say nothing "
+             "about radiographs, so no published figure is shown beside them.</p>\n";
+    if (origin_ == Origin::Unknown && (metrics_.is_object() || gradcam_.is_object()))
+      return "<p class=\"missing\">This run does not record whether its data were synthetic (outputs of a "
+             "cxr that did not record it). Published figures below were measured on the NIH images; read "
+             "them as such.</p>\n";
+    return "";
+  }
+  // <table> of a results table; on synthetic data its caption says so.
+  std::string open_table() const {
+    return synthetic() ? "<table><caption class=\"synth-note\">synthetic data (cxr synth), not patient "
+                         "images</caption>"
+                       : "<table>";
+  }
+
+  std::string footer() const {
+    std::ostringstream os;
+    os << "<footer>Written by <code>cxr report</code>. Images from the NIH ChestX-ray14 dataset, where used, "
+          "are provided by the NIH Clinical Center (https://nihcc.app.box.com/v/ChestXray-NIHCC; Wang et al., "
+          "ChestX-ray8, CVPR 2017).";
+    if (!synthetic()) {
+      os << " Published AUCs: ";
+      bool first = true;
+      for (const auto& p : io::published_aucs()) {
+        os << (first ? "" : "; ") << html_escape(std::string(p.name)) << ": " << html_escape(std::string(p.source));
+        first = false;
+      }
+      os << ". Published localisation: " << html_escape(std::string(io::wang2017_iobb_found().source)) << ".";
+    }
+    os << "</footer>\n";
+    return os.str();
+  }
+
+  // localisation/*/gradcam.json: one cxr gradcam run per method and layer (the demo writes them).
+  void load_variants() {
+    const fs::path dir = at("localisation");
+    if (!fs::is_directory(dir)) return;
+    std::vector<std::string> rels;
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.is_directory() && fs::is_regular_file(e.path() / "gradcam.json"))
+        rels.push_back("localisation/" + e.path().filename().string() + "/gradcam.json");
+    std::sort(rels.begin(), rels.end());
+    for (const std::string& rel : rels) {
+      json j = read_json(rel);
+      if (j.is_object()) variants_.emplace_back(rel, std::move(j));
+    }
+  }
+
   // A JSON file, or null (noting why) when absent or unreadable.
   json read_json(const std::string& rel) {
     const fs::path p = at(rel);
@@ -199,6 +278,7 @@ class Page {
     config_ = read_json("run/config.json");
     if (config_.is_null()) config_ = read_json("config.json");
     if (config_.is_null()) config_ = checkpoint_config();
+    load_variants();
     const fs::path log = at("run/metrics.jsonl");
     if (fs::exists(log)) {
       have_log_ = true;
@@ -295,7 +375,8 @@ class Page {
     if (gradcam_.is_object())
       os << kv_table(
           "Grad-CAM", gradcam_,
-          {"weights", "images", "image_size", "gradient", "colormap", "device", "boxes", "threshold"});
+          {"weights", "images", "image_size", "method", "layer", "gradient", "colormap", "device", "boxes",
+           "threshold", "cam_threshold"});
     return os.str();
   }
 
@@ -333,7 +414,7 @@ class Page {
     }
     os << c;
     if (!epochs_.empty()) {
-      os << "<table><tr><th>epoch</th><th>train loss</th><th>val loss</th><th>val mean AUC</th><th>learning "
+      os << open_table() << "<tr><th>epoch</th><th>train loss</th><th>val loss</th><th>val mean AUC</th><th>learning "
             "rate</th></tr>";
       for (const json& e : epochs_)
         os << "<tr><td>" << html_escape(scalar_text(e.value("epoch", json(nullptr)))) << "</td><td>"
@@ -361,54 +442,83 @@ class Page {
     return "<h2 id=\"roc\">ROC curves</h2>\n" + c;
   }
 
+  // The AUC table: ours (and the bootstrap interval); the published columns for data not known to be
+  // synthetic; "ours - CheXNet" only for data recorded as real.
   std::string auc_section() {
     std::ostringstream os;
-    os << "<h2 id=\"auc\">AUC beside the published</h2>\n";
+    os << "<h2 id=\"auc\">" << (synthetic() ? "AUC" : "AUC beside the published") << "</h2>\n";
     if (!metrics_.is_object() || !metrics_.contains("auc")) {
       note_missing("evaluation metrics (eval/metrics.json)");
       os << missing_box("No eval/metrics.json with per-class AUCs (cxr evaluate --out writes it).");
       return os.str();
     }
-    const json& auc = metrics_["auc"];
     const json ci = metrics_.value("auc_ci95", json::object());
-    const auto& pub = io::published_aucs();
-    os << "<table><tr><th>class</th><th>ours</th>" << (ci.empty() ? "" : "<th>95% CI</th>");
-    for (const auto& p : pub) os << "<th>" << html_escape(std::string(p.name)) << "</th>";
-    os << "<th>ours &minus; CheXNet</th></tr>";
+    os << open_table() << "<tr><th>class</th><th>ours</th>" << (ci.empty() ? "" : "<th>95% CI</th>");
+    if (!synthetic())
+      for (const auto& p : io::published_aucs()) os << "<th>" << html_escape(std::string(p.name)) << "</th>";
+    if (origin_ == Origin::Real) os << "<th>ours &minus; CheXNet</th>";
+    os << "</tr>";
+    for (int k = 0; k < io::kNumClasses; ++k) os << auc_row(k, ci);
+    os << auc_mean_row(ci) << "</table>\n" << auc_note();
+    return os.str();
+  }
+
+  static std::string interval(const json& v) {
+    return v.is_array() && v.size() == 2 ? fmt(v[0]) + "&ndash;" + fmt(v[1]) : "&ndash;";
+  }
+  static std::string difference(double d, bool coloured) {
+    const std::string cls = !coloured || !std::isfinite(d) ? "" : d >= 0 ? " class=\"good\"" : " class=\"bad\"";
+    return "<td" + cls + ">" + (std::isfinite(d) && d >= 0 ? "+" : "") + fmt(d) + "</td>";
+  }
+
+  std::string auc_row(int k, const json& ci) const {
     const size_t chexnet = 1;  // column order of FACTS.md: Wang, CheXNet, arnoweng, Coursera
-    for (int k = 0; k < io::kNumClasses; ++k) {
-      const std::string name(io::kClassNames[size_t(k)]);
-      const double ours = auc.contains(name) && auc[name].is_number() ? auc[name].get<double>() : NAN;
-      os << "<tr><td>" << html_escape(name) << "</td><td>" << fmt(ours) << "</td>";
-      if (!ci.empty()) {
-        os << "<td>";
-        if (ci.contains(name) && ci[name].is_array() && ci[name].size() == 2)
-          os << fmt(ci[name][0]) << "&ndash;" << fmt(ci[name][1]);
-        else
-          os << "&ndash;";
-        os << "</td>";
-      }
+    const auto& pub = io::published_aucs();
+    const std::string name(io::kClassNames[size_t(k)]);
+    const json& auc = metrics_["auc"];
+    const double ours = auc.contains(name) && auc[name].is_number() ? auc[name].get<double>() : NAN;
+    std::ostringstream os;
+    os << "<tr><td>" << html_escape(name) << "</td><td>" << fmt(ours) << "</td>";
+    if (!ci.empty()) os << "<td>" << interval(ci.value(name, json(nullptr))) << "</td>";
+    if (!synthetic())
       for (const auto& p : pub) os << "<td>" << fmt(p.auc[size_t(k)], p.decimals) << "</td>";
-      const double d = ours - pub[chexnet].auc[size_t(k)];
-      os << "<td class=\"" << (d >= 0 ? "good" : "bad") << "\">" << (std::isfinite(d) && d >= 0 ? "+" : "")
-         << fmt(d) << "</td></tr>";
-    }
+    if (origin_ == Origin::Real) os << difference(ours - pub[chexnet].auc[size_t(k)], true);
+    os << "</tr>";
+    return os.str();
+  }
+
+  std::string auc_mean_row(const json& ci) const {
+    const auto& pub = io::published_aucs();
     const double mean =
         metrics_.value("mean_auc", json(nullptr)).is_number() ? metrics_["mean_auc"].get<double>() : NAN;
+    std::ostringstream os;
     os << "<tr class=\"mean\"><td>mean</td><td>" << fmt(mean) << "</td>";
-    if (!ci.empty()) {
-      const json mci = metrics_.value("mean_auc_ci95", json(nullptr));
-      os << "<td>" << (mci.is_array() && mci.size() == 2 ? fmt(mci[0]) + "&ndash;" + fmt(mci[1]) : "&ndash;")
-         << "</td>";
-    }
-    for (const auto& p : pub) os << "<td>" << fmt(p.mean, 3) << "</td>";
-    const double d = mean - pub[chexnet].mean;
-    os << "<td>" << (std::isfinite(d) && d >= 0 ? "+" : "") << fmt(d) << "</td></tr></table>\n";
+    if (!ci.empty()) os << "<td>" << interval(metrics_.value("mean_auc_ci95", json(nullptr))) << "</td>";
+    if (!synthetic())
+      for (const auto& p : pub) os << "<td>" << fmt(p.mean, 3) << "</td>";
+    if (origin_ == Origin::Real) os << difference(mean - pub[1].mean, false);
+    os << "</tr>";
+    return os.str();
+  }
+
+  std::string auc_note() const {
+    std::ostringstream os;
     os << "<p class=\"sub\">" << html_escape(scalar_text(metrics_.value("split", json("test")))) << " set, "
-       << html_escape(scalar_text(metrics_.value("images", json("?"))))
-       << " images. Published figures are on the "
-       << "official NIH data with other splits and resolutions: a comparison of magnitude, not a paired "
-          "test.</p>\n";
+       << html_escape(scalar_text(metrics_.value("images", json("?"))));
+    if (synthetic())
+      return os.str() +
+             " synthetic images. Published AUCs were measured on the NIH radiographs and are not shown: a "
+             "synthetic AUC is no evidence about real images.</p>\n";
+    os << " images. Published figures are on the official NIH data with other splits and resolutions: a "
+          "comparison of magnitude, not a paired test. Their splits: ";
+    bool first = true;
+    for (const auto& p : io::published_aucs()) {
+      os << (first ? "" : "; ") << html_escape(std::string(p.name)) << ", "
+         << (p.split.empty() ? "not recorded here (see its source in the footer)"
+                             : html_escape(std::string(p.split)));
+      first = false;
+    }
+    os << ".</p>\n";
     return os.str();
   }
 
@@ -427,7 +537,7 @@ class Page {
                         : rule == "f1"   ? "Best F1"
                                          : rule)
          << ", chosen on " << html_escape(scalar_text(metrics_.value("thresholds_from", json("val"))))
-         << "</h3>\n<table><tr><th>class</th><th>threshold</th><th>sensitivity</th><th>specificity</"
+         << "</h3>\n" << open_table() << "<tr><th>class</th><th>threshold</th><th>sensitivity</th><th>specificity</"
             "th><th>PPV</th>"
             "<th>NPV</th><th>F1</th><th>TP</th><th>FP</th><th>TN</th><th>FN</th></tr>";
       for (const auto& [name, m] : per.items()) {
@@ -450,7 +560,7 @@ class Page {
           "and "
           "class with boxes); true positives: probability &ge; "
        << fmt(gradcam_.value("threshold", json(0.5)), 2)
-       << ".</p>\n<table><tr><th>class</th><th>pairs</th><th>hits</th>"
+       << ".</p>\n" << open_table() << "<tr><th>class</th><th>pairs</th><th>hits</th>"
        << "<th>hit rate</th><th>TP pairs</th><th>TP hit rate</th></tr>";
     for (const auto& [name, c] : counts.items())
       os << "<tr><td>" << html_escape(name) << "</td><td>" << c.value("pairs", 0) << "</td><td>"
@@ -465,6 +575,126 @@ class Page {
        << fmt(gradcam_["pointing_game"]) << "</td><td></td><td>"
        << fmt(gradcam_.value("pointing_game_true_positive", json(nullptr))) << "</td></tr></table>\n";
     return os.str();
+  }
+
+  // "Grad-CAM maps from the final block's feature map", from a gradcam.json's method and layer.
+  static std::string map_description(const json& g) {
+    const std::string method = g.is_object() ? g.value("method", "gradcam") : "gradcam";
+    const std::string layer = g.is_object() ? g.value("layer", "final") : "final";
+    const std::string name = method == "gradcam"     ? "Grad-CAM"
+                             : method == "gradcam++" ? "Grad-CAM++"
+                             : method == "hirescam"  ? "HiResCAM"
+                             : method == "layercam"  ? "LayerCAM"
+                                                     : method;
+    const std::string where = layer == "final"    ? "the final 1024-channel feature map"
+                              : layer == "block3" ? "the output of dense block 3"
+                              : layer == "block2" ? "the output of dense block 2"
+                              : layer == "fuse"   ? "several layers, fused"
+                                                  : "layer " + layer;
+    return name + " maps from " + where;
+  }
+
+  // j[key] when j is an object holding an object there, else an empty object (partial files read).
+  static json member(const json& j, const char* key) {
+    return j.is_object() && j.contains(key) && j[key].is_object() ? j[key] : json::object();
+  }
+
+  static std::string found_cells(const json& s, const char* key) {
+    std::string out;
+    const json found = member(s, key);
+    for (double t : {0.1, 0.25, 0.5, 0.75, 0.9}) {
+      char k[16];
+      std::snprintf(k, sizeof k, "%g", t);
+      out += "<td>" + fmt(found.value(k, json(nullptr))) + "</td>";
+    }
+    return out;
+  }
+
+  // Wang et al. 2017 Table 4 beside ours (real data only): T = 0.1, 0.25, 0.5; a dash at 0.75 and 0.9
+  // (not in the table) and for classes without boxes there.
+  static std::string wang_cells(const std::string& cls) {
+    const int k = io::class_index(cls);
+    std::string out;
+    for (int t = 0; t < 5; ++t) {
+      const double v = k >= 0 && t < 3 ? io::wang2017_iobb_found().found[size_t(k)][size_t(t)] : NAN;
+      out += "<td>" + fmt(v) + "</td>";
+    }
+    return out;
+  }
+
+  std::string localisation_row(const std::string& name, const json& split, bool overall) const {
+    const json all = member(split, "all"), tp = member(split, "true_positive");
+    std::ostringstream os;
+    os << "<tr" << (overall ? " class=\"mean\"" : "") << "><td>" << html_escape(name) << "</td><td>"
+       << scalar_text(all.value("pairs", json(0))) << "</td><td>" << fmt(all.value("pointing_game", json(nullptr)))
+       << "</td><td>" << fmt(all.value("energy_pointing_game", json(nullptr))) << "</td>"
+       << found_cells(all, "iobb_found") << "<td>" << fmt(all.value("iou_mean", json(nullptr))) << "</td><td>"
+       << scalar_text(tp.value("pairs", json(0))) << "</td><td>" << fmt(tp.value("pointing_game", json(nullptr)))
+       << "</td>";
+    if (!synthetic()) os << wang_cells(overall ? "" : name);
+    os << "</tr>";
+    return os.str();
+  }
+
+  // The "localisation" object of a gradcam.json (tools/cam_scores.h, LocalisationTally).
+  std::string localisation_table(const json& loc) const {
+    std::ostringstream os;
+    os << "<h3>Localisation</h3>\n<p>Per (image, class) with boxes. Pointing game (PG): the map's maximum "
+          "inside a box of the class. Energy PG: the share of the map's mass inside the boxes. IoBB: the box "
+          "of the map thresholded at "
+       << fmt(loc.value("cam_threshold", json(nullptr)), 2)
+       << " of its maximum (largest connected region) against the class's boxes, area(box &cap; map box) / "
+          "area(map box); found: IoBB &ge; T. True positives (TP): probability &ge; "
+       << fmt(loc.value("threshold", json(nullptr)), 2) << ".";
+    if (!synthetic()) os << " Wang 2017: ChestX-ray8 Table 4 on the NIH boxes (no values at 0.75 and 0.9).";
+    os << "</p>\n"
+       << open_table() << "<tr><th>class</th><th>pairs</th><th>PG</th><th>energy PG</th>"
+       << "<th>IoBB&ge;0.1</th><th>&ge;0.25</th><th>&ge;0.5</th><th>&ge;0.75</th><th>&ge;0.9</th>"
+       << "<th>IoU mean</th><th>TP pairs</th><th>TP PG</th>";
+    if (!synthetic())
+      os << "<th>Wang 2017 &ge;0.1</th><th>&ge;0.25</th><th>&ge;0.5</th><th>&ge;0.75</th><th>&ge;0.9</th>";
+    os << "</tr>";
+    const json per_class = member(loc, "per_class");
+    for (const auto& [name, split] : per_class.items())
+      os << localisation_row(name, split, false);
+    os << localisation_row("overall", member(loc, "overall"), true) << "</table>\n";
+    return os.str();
+  }
+
+  // Every localisation/*/gradcam.json side by side (overall scores).
+  std::string variants_table() const {
+    if (variants_.empty()) return "";
+    std::ostringstream os;
+    os << "<h3>Methods and layers side by side</h3>\n<p>Overall scores of each run in localisation/ "
+          "(all pairs unless marked TP).</p>\n"
+       << open_table()
+       << "<tr><th>run</th><th>method</th><th>layer</th><th>pairs</th><th>PG</th><th>TP pairs</th>"
+          "<th>TP PG</th><th>energy PG</th><th>IoBB&ge;0.5</th></tr>";
+    for (const auto& [rel, j] : variants_) {
+      const json loc = member(j, "localisation"), ov = member(loc, "overall");
+      const json all = member(ov, "all"), tp = member(ov, "true_positive");
+      os << "<tr><td>" << html_escape(fs::path(rel).parent_path().filename().string()) << "</td><td>"
+         << html_escape(scalar_text(j.value("method", json("?")))) << "</td><td>"
+         << html_escape(scalar_text(j.value("layer", json("?")))) << "</td><td>"
+         << scalar_text(all.value("pairs", json(0))) << "</td><td>" << fmt(all.value("pointing_game", json(nullptr)))
+         << "</td><td>" << scalar_text(tp.value("pairs", json(0))) << "</td><td>"
+         << fmt(tp.value("pointing_game", json(nullptr))) << "</td><td>"
+         << fmt(all.value("energy_pointing_game", json(nullptr))) << "</td><td>"
+         << fmt(member(all, "iobb_found").value("0.5", json(nullptr))) << "</td></tr>";
+    }
+    os << "</table>\n";
+    return os.str();
+  }
+
+  // The localisation table (or, for a gradcam.json without it, the pointing-game table), then every
+  // method and layer side by side.
+  std::string score_tables() {
+    std::string out;
+    if (gradcam_.is_object() && gradcam_.contains("localisation") && gradcam_["localisation"].is_object())
+      out = localisation_table(gradcam_["localisation"]);
+    else if (gradcam_.is_object() && gradcam_.contains("pointing_game"))
+      out = pointing_table();
+    return out + variants_table();
   }
 
   std::string gradcam_section() {
@@ -498,14 +728,12 @@ class Page {
     if (items.empty()) {
       note_missing("Grad-CAM overlays (gradcam/*.png, gradcam/gradcam.json)");
       os << missing_box("No Grad-CAM overlays (cxr gradcam --out RUN_DIR/gradcam writes them).");
-      return os.str();
+      return os.str() + score_tables();
     }
-    os << "<p>Class-specific Grad-CAM on the final 1024-channel feature map (gradient of the logit), "
-          "colour map Turbo over the grey image; white boxes: the class's annotated boxes; white cross: the "
-          "map's "
-          "maximum.</p>\n";
-    if (gradcam_.is_object() && gradcam_.contains("pointing_game")) os << pointing_table();
-    os << "<div class=\"gallery\">\n";
+    os << "<p>Class-specific " << html_escape(map_description(gradcam_))
+       << " (gradient of the logit), colour map Turbo over the grey image; white boxes: the class's annotated "
+          "boxes; white cross: the map's maximum.</p>\n"
+       << score_tables() << "<div class=\"gallery\">\n";
     int64_t shown = 0, absent = 0;
     for (const Item& it : items) {
       if (shown >= opt_.max_gallery) break;
@@ -515,7 +743,9 @@ class Page {
       }
       os << "<figure>" << img_file(it.file, it.caption, "overlay") << "<figcaption>"
          << html_escape(it.caption);
-      if (it.hit >= 0) os << " · <span class=\"" << (it.hit ? "hit\">hit" : "miss\">miss") << "</span>";
+      if (it.hit >= 0)  // no green on synthetic data: a hit there is no clinical success
+        os << " · <span class=\"" << (synthetic() ? "mark" : it.hit ? "hit" : "miss") << "\">"
+           << (it.hit ? "hit" : "miss") << "</span>";
       os << "</figcaption></figure>\n";
       ++shown;
     }
@@ -533,6 +763,9 @@ class Page {
   ReportResult* info_;
   fs::path dir_;
   json metrics_, gradcam_, config_;
+  std::vector<std::pair<std::string, json>> variants_;  // localisation/*/gradcam.json, by path
+  Origin origin_ = Origin::Unknown;
+  std::string origin_evidence_;  // the file that says the data are synthetic
   std::vector<json> epochs_;
   bool have_log_ = false;
   int64_t bad_log_lines_ = 0;
