@@ -154,11 +154,11 @@ TEST(CamScores, TallyJsonSchemaSubsetsAndNulls) {
   EXPECT_DOUBLE_EQ(all["iou_mean"].get<double>(), 0.35 / 3);
   EXPECT_DOUBLE_EQ(all["iobb_mean"].get<double>(), 1.05 / 3);
   // IoBB 0.8, 0.25, 0: found at 0.1 and 0.25 by two, at 0.5 and 0.75 by one, at 0.9 by none.
-  EXPECT_EQ(all["iobb_found"], json({{"0.1", 2.0 / 3}, {"0.25", 2.0 / 3}, {"0.5", 1.0 / 3},
-                                     {"0.75", 1.0 / 3}, {"0.9", 0.0}}));
+  EXPECT_EQ(all["iobb_found"],
+            json({{"0.1", 2.0 / 3}, {"0.25", 2.0 / 3}, {"0.5", 1.0 / 3}, {"0.75", 1.0 / 3}, {"0.9", 0.0}}));
   // IoU 0.3, 0.05, 0: found at 0.1 and 0.25 by one.
-  EXPECT_EQ(all["iou_found"], json({{"0.1", 1.0 / 3}, {"0.25", 1.0 / 3}, {"0.5", 0.0},
-                                    {"0.75", 0.0}, {"0.9", 0.0}}));
+  EXPECT_EQ(all["iou_found"],
+            json({{"0.1", 1.0 / 3}, {"0.25", 1.0 / 3}, {"0.5", 0.0}, {"0.75", 0.0}, {"0.9", 0.0}}));
   const json& tp = j["overall"]["true_positive"];  // the first Mass pair alone
   EXPECT_EQ(tp["pairs"], 1);
   EXPECT_EQ(tp["pointing_game"], 1.0);
@@ -184,12 +184,15 @@ TEST(CamScores, TableRowsAndDashes) {
   const std::string s = app::localisation_table(t.to_json());
   // Mass: 1 pair, PG 1, energy 0.6, found at 0.1/0.25/0.5 (IoBB 0.8), 1 tp pair, tp PG 1.
   EXPECT_NE(s.find("Mass                      1  1.000   0.600   1.000   1.000   1.000        1  1.000"),
-            std::string::npos) << s;
+            std::string::npos)
+      << s;
   // Nodule: no true positive, so its tp PG is a dash.
   EXPECT_NE(s.find("Nodule                    1  0.000   0.100   0.000   0.000   0.000        0      -"),
-            std::string::npos) << s;
+            std::string::npos)
+      << s;
   EXPECT_NE(s.find("overall                   2  0.500   0.350   0.500   0.500   0.500        1  1.000"),
-            std::string::npos) << s;
+            std::string::npos)
+      << s;
 }
 
 // ---- against scipy.ndimage.label and numpy ----------------------------------------------------

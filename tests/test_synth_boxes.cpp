@@ -36,7 +36,8 @@ Leak compare(const std::vector<float>& with, const std::vector<float>& without, 
       if (with[i] == without[i]) continue;
       ++r.changed;
       const double cx = (x + 0.5) * scale, cy = (y + 0.5) * scale;
-      const double dx = std::max({b.x - cx, cx - (b.x + b.w), 0.0}), dy = std::max({b.y - cy, cy - (b.y + b.h), 0.0});
+      const double dx = std::max({b.x - cx, cx - (b.x + b.w), 0.0}),
+                   dy = std::max({b.y - cy, cy - (b.y + b.h), 0.0});
       if (dx <= eps && dy <= eps) continue;
       ++r.outside;
       r.max_diff_outside = std::max(r.max_diff_outside, double(std::fabs(with[i] - without[i])));
@@ -66,8 +67,9 @@ TEST(Synth, EachFindingIsDrawnInsideItsBox) {
                                   " px, seed " + std::to_string(seed);
         EXPECT_GT(r.changed, 0) << where << ": the finding changes nothing";
         if (r.outside > 0)
-          leaks << where << ": " << r.outside << " of " << r.changed << " changed pixels outside the box, up to "
-                << r.max_pixels_outside << " px out, value change up to " << r.max_diff_outside << "\n";
+          leaks << where << ": " << r.outside << " of " << r.changed
+                << " changed pixels outside the box, up to " << r.max_pixels_outside
+                << " px out, value change up to " << r.max_diff_outside << "\n";
       }
   EXPECT_EQ(leaks.str(), "") << "findings drawn outside their boxes:\n" << leaks.str();
 }

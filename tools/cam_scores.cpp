@@ -118,7 +118,8 @@ bool cam_box(const float* map, int64_t w, int64_t h, double fraction, PixelBox* 
     const int64_t size = fill_component(on, w, h, i, next++, label, bb);
     if (size > best_size) best_size = size, best = bb;  // strict: a tie keeps the earlier one
   }
-  *out = PixelBox{double(best[0]), double(best[1]), double(best[2] - best[0] + 1), double(best[3] - best[1] + 1)};
+  *out = PixelBox{double(best[0]), double(best[1]), double(best[2] - best[0] + 1),
+                  double(best[3] - best[1] + 1)};
   return true;
 }
 
@@ -166,9 +167,13 @@ json LocalisationTally::Sums::to_json() const {
     iou_f[threshold_key(kFoundThresholds[t])] = rate(double(iou_found[t]), n);
     iobb_f[threshold_key(kFoundThresholds[t])] = rate(double(iobb_found[t]), n);
   }
-  return {{"pairs", n},           {"pointing_game", rate(double(hits), n)},
-          {"energy_pointing_game", rate(energy, n)}, {"iou_mean", rate(iou, n)},
-          {"iobb_mean", rate(iobb, n)}, {"iou_found", iou_f}, {"iobb_found", iobb_f}};
+  return {{"pairs", n},
+          {"pointing_game", rate(double(hits), n)},
+          {"energy_pointing_game", rate(energy, n)},
+          {"iou_mean", rate(iou, n)},
+          {"iobb_mean", rate(iobb, n)},
+          {"iou_found", iou_f},
+          {"iobb_found", iobb_f}};
 }
 
 LocalisationTally::LocalisationTally(double prob_threshold, double cam_fraction)
