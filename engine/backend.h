@@ -123,6 +123,15 @@ class Backend {
   virtual void batchnorm_relu_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta,
                                        const Tensor& dy, const Tensor& x, const float* gamma, const float* beta,
                                        const float* mean, const float* invstd) = 0;
+  // Backward of batchnorm_apply(relu) with frozen statistics (inference: mean/invstd from the running
+  // statistics, constants of x), the data gradient only:
+  //   dx (=|+=) dy * gamma * invstd  where the apply's output was positive, else 0,
+  // the mask recomputed from x with the apply's float arithmetic, scale = gamma * invstd in float as
+  // the apply has it. What an explanation's backward through an inference forward needs (Grad-CAM at
+  // inner layers). dx may alias dy.
+  virtual void batchnorm_relu_backward_frozen(const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x,
+                                              const float* gamma, const float* beta, const float* mean,
+                                              const float* invstd) = 0;
 
   // ---- element-wise -------------------------------------------------------------------------
   virtual void relu_forward(const Tensor& y, const Tensor& x) = 0;  // y may alias x

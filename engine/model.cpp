@@ -234,21 +234,31 @@ void DenseNet::forward(bool training) {
     be_.maxpool_forward(first, z, maxpool_);
   }
   for (size_t b = 0; b < blocks_.size(); ++b) {
-    const Tensor block = buffer(blocks_[b].buffer, blocks_[b].shape);
-    {
-      BackendRange range(be_, blocks_[b].name);
-      for (size_t l = 0; l < blocks_[b].layers.size(); ++l) {
-        BackendRange layer(be_, blocks_[b].layer_names[l]);
-        blocks_[b].layers[l].forward(s, scratch_, block);
-      }
-    }
-    if (blocks_[b].has_transition) {
-      BackendRange range(be_, blocks_[b].transition_name), layer(be_, blocks_[b].transition_name);
-      const auto& next = blocks_[b + 1];
-      const Tensor out = buffer(next.buffer, next.shape).channels(0, blocks_[b].shape.c / 2);
-      blocks_[b].transition.forward(s, scratch_, block, out);
-    }
+    forward_block(s, b);
+    if (blocks_[b].has_transition) forward_transition(s, b);
   }
+  forward_head(s);
+  forward_training_done_ = training;
+  loss_done_ = false;
+}
+
+void DenseNet::forward_block(const StepContext& s, size_t b) {
+  const Tensor block = buffer(blocks_[b].buffer, blocks_[b].shape);
+  BackendRange range(be_, blocks_[b].name);
+  for (size_t l = 0; l < blocks_[b].layers.size(); ++l) {
+    BackendRange layer(be_, blocks_[b].layer_names[l]);
+    blocks_[b].layers[l].forward(s, scratch_, block);
+  }
+}
+
+void DenseNet::forward_transition(const StepContext& s, size_t b) {
+  BackendRange range(be_, blocks_[b].transition_name), layer(be_, blocks_[b].transition_name);
+  const auto& next = blocks_[b + 1];
+  const Tensor out = buffer(next.buffer, next.shape).channels(0, blocks_[b].shape.c / 2);
+  blocks_[b].transition.forward(s, scratch_, buffer(blocks_[b].buffer, blocks_[b].shape), out);
+}
+
+void DenseNet::forward_head(const StepContext& s) {
   BackendRange head(be_, "head");
   const Tensor last = buffer(blocks_.back().buffer, blocks_.back().shape);
   {
@@ -262,8 +272,6 @@ void DenseNet::forward(bool training) {
   }
   BackendRange layer(be_, "predictions");
   be_.dense_forward(logits(), pooled.data, s.param(dense_), s.param(dense_ + 1), n_, features_c_, cfg_.classes);
-  forward_training_done_ = training;
-  loss_done_ = false;
 }
 
 float DenseNet::loss() {
@@ -348,6 +356,67 @@ Tensor DenseNet::feature_gradients(const float* dlogits) {
   const Tensor dfeat = scratch_.view(s, scratch_.wide1, feat_shape_);
   be_.global_avgpool_backward(dfeat, dpooled);
   return dfeat;
+}
+
+Tensor DenseNet::level_activations(int level) const {
+  CXR_CHECK(level >= 0 && level < explain_levels(), "explanation level ", level, " of ", explain_levels());
+  if (level == int(blocks_.size())) return features();
+  return buffer(blocks_[size_t(level)].buffer, blocks_[size_t(level)].shape);
+}
+
+int64_t DenseNet::explain_buffer_floats(int deepest) const {
+  CXR_CHECK(deepest >= 0 && deepest < explain_levels(), "explanation level ", deepest, " of ", explain_levels());
+  int64_t most = 0;
+  for (size_t b = size_t(deepest); b < blocks_.size(); ++b) most = std::max(most, blocks_[b].shape.numel());
+  return most;
+}
+
+void DenseNet::explain_backward(const float* dlogits, int deepest, float* ping, float* pong,
+                                const std::function<void(int, const Tensor&)>& visit) {
+  const int top = int(blocks_.size());
+  CXR_CHECK(deepest >= 0 && deepest <= top, "explanation level ", deepest, " of ", explain_levels());
+  const StepContext s = context(false);
+  BackendRange phase(be_, "explain");
+  const Tensor dfeat = feature_gradients(dlogits);  // in scratch wide1, dead once the final BN has it
+  visit(top, dfeat);
+  if (deepest == top) return;
+  float* buf[2] = {ping, pong};
+  int cur = 0;
+  const Block& last = blocks_.back();
+  bn_final_.backward_relu_frozen(s, Tensor(buf[cur], last.shape, be_.device()), GradMode::Overwrite, dfeat,
+                                 buffer(last.buffer, last.shape));
+  for (int b = top - 1;; --b) {
+    const Block& blk = blocks_[size_t(b)];
+    const Tensor block = buffer(blk.buffer, blk.shape), dblock(buf[cur], blk.shape, be_.device());
+    visit(b, dblock);  // complete through the layers after the block
+    if (b == deepest) return;
+    for (size_t l = blk.layers.size(); l-- > 0;) blk.layers[l].backward_data_frozen(s, scratch_, block, dblock);
+    const Block& prev = blocks_[size_t(b - 1)];
+    cur = 1 - cur;
+    prev.transition.backward_data_frozen(s, scratch_, buffer(prev.buffer, prev.shape),
+                                         Tensor(buf[cur], prev.shape, be_.device()),
+                                         dblock.channels(0, prev.shape.c / 2));
+  }
+}
+
+void DenseNet::forward_from_level(int level) {
+  CXR_CHECK(level >= 0 && level < explain_levels(), "explanation level ", level, " of ", explain_levels());
+  const StepContext s = context(false);
+  const int top = int(blocks_.size());
+  if (level == top) {  // the head after the final BN-ReLU: pool and dense
+    const Tensor pooled = buffer(pooled_, Shape{n_, features_c_, 1, 1});
+    be_.global_avgpool_forward(pooled, features());
+    be_.dense_forward(logits(), pooled.data, s.param(dense_), s.param(dense_ + 1), n_, features_c_, cfg_.classes);
+  } else {
+    for (size_t b = size_t(level);; ++b) {
+      if (b > size_t(level)) forward_block(s, b);
+      if (!blocks_[b].has_transition) break;
+      forward_transition(s, b);
+    }
+    forward_head(s);
+  }
+  forward_training_done_ = false;
+  loss_done_ = false;
 }
 
 void DenseNet::set_weights(const std::vector<float>& params, const std::vector<float>& state) {

@@ -2,6 +2,7 @@
 // device-agnostic layers in layers/, planned into one arena for a given batch and image size, and
 // run on any backend. Training mode keeps what backward needs; inference mode plans no gradients.
 #pragma once
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -75,6 +76,24 @@ class DenseNet {
   // Returns a view of scratch that the next forward/backward overwrites. Works for inference plans.
   Tensor feature_gradients(const float* dlogits);
 
+  // ---- explanations (Note [Explaining backward]) ------------------------------------------------
+  // Levels a class activation map can be read at, after forward(false): level b < blocks (4 for
+  // DenseNet121) is the output of dense block b + 1 (its whole buffer, the concatenation the next
+  // transition reads); level `blocks` is features(), the final BN-ReLU map.
+  int explain_levels() const { return int(blocks_.size()) + 1; }
+  Tensor level_activations(int level) const;
+  // Floats in each of the two device buffers explain_backward needs to reach level `deepest`.
+  int64_t explain_buffer_floats(int deepest) const;
+  // Backward of sum(dlogits * logits) through the last inference forward, from the head down to
+  // level `deepest`: calls visit(level, gradient) for each level from the top down as soon as the
+  // gradient with respect to level_activations(level) is complete (the view is valid only inside the
+  // call). dlogits: device (N, K); ping, pong: device buffers of explain_buffer_floats(deepest).
+  void explain_backward(const float* dlogits, int deepest, float* ping, float* pong,
+                        const std::function<void(int, const Tensor&)>& visit);
+  // Inference forward from level_activations(level) as it is now (the layers after it only): the
+  // finite-difference oracle of explain_backward.
+  void forward_from_level(int level);
+
   // Host transfers of whole buffers.
   void set_weights(const std::vector<float>& params, const std::vector<float>& state);
   void get_weights(std::vector<float>* params, std::vector<float>* state) const;
@@ -98,6 +117,9 @@ class DenseNet {
   }
   Tensor buffer(MemoryPlan::Id id, const Shape& s) const { return Tensor(arena().floats(id), s, be_.device()); }
   void build();
+  void forward_block(const StepContext& s, size_t b);
+  void forward_transition(const StepContext& s, size_t b);  // block b -> the first channels of block b + 1
+  void forward_head(const StepContext& s);
 
   Backend& be_;
   DenseNetConfig cfg_;
@@ -121,6 +143,20 @@ class DenseNet {
       logits_{}, dlogits_{}, pooled_{}, dpooled_{}, dhead_{}, adam_m_{}, adam_v_{}, stem_out_{}, features_{}, workspace_{};
   bool forward_training_done_ = false, loss_done_ = false;
 };
+
+// Note [Explaining backward]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A class activation map at an inner layer needs d logit_k / d A for that layer's output A, through
+// the network as it ran for the map: the inference forward, whose batch normalisations use the
+// running statistics. Those are constants, so each BN-ReLU is an element-wise affine map behind a
+// mask, and its backward is dy * gamma * invstd where the forward let the value through
+// (Backend::batchnorm_relu_backward_frozen); the training backward's batch-statistics terms do not
+// appear. explain_backward runs that backward with data gradients only (no parameter gradient),
+// recomputing what the inference forward did not keep (each BN-ReLU output, each bottleneck) in the
+// shared scratch, and two caller-owned gradient buffers in turn. The gradient of a block's output is
+// the one through the layers after it (the next transition, or the final BN-ReLU): what a hook on
+// the block's output (torchvision's `denseblockN`) sees; the block's own layers then add their
+// paths to its earlier channels before the backward moves on to the block before.
 
 // The training plan's total bytes for cfg at this batch and size on be (nothing is allocated).
 size_t training_plan_bytes(Backend& be, const DenseNetConfig& cfg, int64_t batch, int64_t height, int64_t width);

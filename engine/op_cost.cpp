@@ -24,6 +24,10 @@ OpCost batchnorm_backward(const Shape& x, bool relu, bool accumulate) {
   // recomputes the forward output's sign (3). Reads x and dy in both passes.
   return {(relu ? 13 : 10) * n(x), kF * (4 * n(x) + n(x) * (accumulate ? 2 : 1))};
 }
+OpCost batchnorm_backward_frozen(const Shape& x, bool accumulate) {
+  // The forward's sign (3) and dy * scale (1); reads x and dy once.
+  return {4 * n(x), kF * (2 * n(x) + n(x) * (accumulate ? 2 : 1))};
+}
 OpCost relu_forward(const Shape& x) { return {n(x), kF * 2 * n(x)}; }
 OpCost relu_backward(const Shape& x) { return {n(x), kF * 3 * n(x)}; }
 OpCost pool_forward(const Shape& y, const Shape& x, int64_t kernel) {

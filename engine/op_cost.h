@@ -24,6 +24,7 @@ OpCost batchnorm_stats(const Shape& x);
 OpCost batchnorm_channels(int64_t channels);  // running update, inference statistics
 OpCost batchnorm_apply(const Shape& x, bool relu);
 OpCost batchnorm_backward(const Shape& x, bool relu, bool accumulate);
+OpCost batchnorm_backward_frozen(const Shape& x, bool accumulate);
 OpCost relu_forward(const Shape& x);
 OpCost relu_backward(const Shape& x);
 OpCost pool_forward(const Shape& y, const Shape& x, int64_t kernel);

@@ -185,6 +185,13 @@ void ProfilingBackend::batchnorm_relu_backward(const Tensor& dx, GradMode mode, 
         "x " + shape_text(x.shape),
         [&] { be_.batchnorm_relu_backward(dx, mode, dgamma, dbeta, dy, x, gamma, beta, mean, invstd); });
 }
+void ProfilingBackend::batchnorm_relu_backward_frozen(const Tensor& dx, GradMode mode, const Tensor& dy,
+                                                      const Tensor& x, const float* gamma, const float* beta,
+                                                      const float* mean, const float* invstd) {
+  timed("batchnorm_relu_backward_frozen", cost::batchnorm_backward_frozen(x.shape, mode == GradMode::Accumulate),
+        "x " + shape_text(x.shape),
+        [&] { be_.batchnorm_relu_backward_frozen(dx, mode, dy, x, gamma, beta, mean, invstd); });
+}
 void ProfilingBackend::relu_forward(const Tensor& y, const Tensor& x) {
   timed("relu_forward", cost::relu_forward(x.shape), "x " + shape_text(x.shape), [&] { be_.relu_forward(y, x); });
 }

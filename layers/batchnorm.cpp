@@ -56,4 +56,12 @@ void BatchNorm::backward_relu(const StepContext& s, const Tensor& dx, GradMode m
                                mean(s), invstd(s));
 }
 
+void BatchNorm::backward_relu_frozen(const StepContext& s, const Tensor& dx, GradMode mode, const Tensor& dy,
+                                     const Tensor& x) const {
+  CXR_CHECK(x.c() == channels, "batch norm over ", channels, " channels given input ", x.shape.str());
+  s.be.batchnorm_inference_stats(mean(s), invstd(s), s.state_of(gamma + 2), s.state_of(gamma + 3), channels,
+                                 kEpsilon);
+  s.be.batchnorm_relu_backward_frozen(dx, mode, dy, x, s.param(gamma), s.param(gamma + 1), mean(s), invstd(s));
+}
+
 }  // namespace cxr

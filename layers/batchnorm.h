@@ -48,6 +48,12 @@ struct BatchNorm {
   void backward_relu(const StepContext& s, const Tensor& dx, GradMode mode, const Tensor& dy,
                      const Tensor& x) const;
 
+  // The data gradient through an inference forward (running statistics, constants of x): writes
+  // this BN's inference statistics into its statistics buffer (shared ones too), then dx (=|+=)
+  // from dy w.r.t. the ReLU output (Backend::batchnorm_relu_backward_frozen). No parameter gradient.
+  void backward_relu_frozen(const StepContext& s, const Tensor& dx, GradMode mode, const Tensor& dy,
+                            const Tensor& x) const;
+
  private:
   float* mean(const StepContext& s) const { return s.arena.floats(stats); }
   float* invstd(const StepContext& s) const { return s.arena.floats(stats) + stride; }

@@ -41,6 +41,24 @@ void DenseLayer::backward(const StepContext& s, const Scratch& sc, const Tensor&
   bn0.backward_relu(s, dblock.channels(0, c_in), GradMode::Accumulate, dz1, x);
 }
 
+void DenseLayer::backward_data_frozen(const StepContext& s, const Scratch& sc, const Tensor& block,
+                                      const Tensor& dblock) const {
+  const Tensor x = block.channels(0, c_in);
+  const Shape wide{x.n(), c_in, x.h(), x.w()};
+  const Shape narrow = conv1.out_shape(wide);
+  const Tensor b(s.arena.floats(bottleneck), narrow, s.be.device());
+  // wide1 <- z1 = relu(bn0(x)); b <- conv1(z1) (inference keeps one shared bottleneck).
+  const Tensor z1 = sc.view(s, sc.wide1, wide), dz1 = sc.view(s, sc.wide2, wide);
+  bn0.forward(s, z1, x, /*relu=*/true);
+  conv1.forward(s, b, z1);
+  // narrow2 <- dz2; narrow1 <- db; wide2 <- dz1; dblock[:, :c_in] += bn0's data gradient.
+  const Tensor dz2 = sc.view(s, sc.narrow2, narrow), db = sc.view(s, sc.narrow1, narrow);
+  conv2.backward_data(s, dz2, GradMode::Overwrite, dblock.channels(c_in, c_in + growth));
+  bn1.backward_relu_frozen(s, db, GradMode::Overwrite, dz2, b);
+  conv1.backward_data(s, dz1, GradMode::Overwrite, db);
+  bn0.backward_relu_frozen(s, dblock.channels(0, c_in), GradMode::Accumulate, dz1, x);
+}
+
 // The transition runs BN-ReLU -> avg-pool -> 1x1 conv rather than Keras's BN-ReLU -> 1x1 conv ->
 // avg-pool: a 1x1 convolution and an average pool are both linear and act on different axes, so they
 // commute (also for odd sizes: each output averages the same four inputs), and the convolution then
@@ -66,6 +84,15 @@ void Transition::backward(const StepContext& s, const Scratch& sc, const Tensor&
   conv.backward_data(s, dp, GradMode::Overwrite, dout);
   s.be.avgpool_backward(dz, dp, pool);
   bn.backward_relu(s, dblock, GradMode::Overwrite, dz, block);
+}
+
+void Transition::backward_data_frozen(const StepContext& s, const Scratch& sc, const Tensor& block,
+                                      const Tensor& dblock, const Tensor& dout) const {
+  // narrow2 <- dp; wide2 <- dz; dblock (=) bn's data gradient.
+  const Tensor dp = sc.view(s, sc.narrow2, pooled_shape(block.shape)), dz = sc.view(s, sc.wide2, block.shape);
+  conv.backward_data(s, dp, GradMode::Overwrite, dout);
+  s.be.avgpool_backward(dz, dp, pool);
+  bn.backward_relu_frozen(s, dblock, GradMode::Overwrite, dz, block);
 }
 
 }  // namespace cxr

@@ -39,6 +39,10 @@ struct DenseLayer {
   void forward(const StepContext& s, const Scratch& sc, const Tensor& block) const;
   // dblock[:, c_in:c_in+growth] is complete on entry; adds this layer's share to dblock[:, :c_in].
   void backward(const StepContext& s, const Scratch& sc, const Tensor& block, const Tensor& dblock) const;
+  // The same data gradient through an inference forward (Note [Explaining backward] in
+  // engine/model.h): no parameter gradient, running BN statistics; the bottleneck is recomputed.
+  void backward_data_frozen(const StepContext& s, const Scratch& sc, const Tensor& block,
+                            const Tensor& dblock) const;
 };
 
 struct Transition {
@@ -55,6 +59,9 @@ struct Transition {
   // dblock (=) from dout (complete).
   void backward(const StepContext& s, const Scratch& sc, const Tensor& block, const Tensor& dblock,
                 const Tensor& dout) const;
+  // dblock (=) from dout through an inference forward; no parameter gradient.
+  void backward_data_frozen(const StepContext& s, const Scratch& sc, const Tensor& block, const Tensor& dblock,
+                            const Tensor& dout) const;
 };
 
 }  // namespace cxr

@@ -252,6 +252,40 @@ TEST(CpuBatchNorm, FusedReluBackwardMatchesFiniteDifferences) {
   EXPECT_EQ(dbeta, dbeta2);
 }
 
+TEST(CpuBatchNorm, FrozenReluBackwardMatchesFiniteDifferences) {
+  // loss = <r, relu(bn(x))> with frozen statistics (fixed mean/invstd, as inference's running ones):
+  // the backward must be the derivative with the statistics held constant, accumulate into a strided
+  // slice, and leave the channels outside the slice alone.
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  BnCase t(seed);
+  Vec mean = random_doubles(BnCase::C, t.rng, -0.5, 0.5), invstd = random_doubles(BnCase::C, t.rng, 0.5, 2.0);
+  auto loss = [&] {
+    cpu::batchnorm_apply(t.yv, t.xv, t.gamma.data(), t.beta.data(), mean.data(), invstd.data(), true);
+    double s = 0;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t c = 0; c < BnCase::C; ++c)
+        for (int64_t i = 0; i < BnCase::HW; ++i) s += t.r[size_t((n * BnCase::C + c) * BnCase::HW + i)] * t.yv.plane(n, c)[i];
+    return s;
+  };
+  loss();
+  size_t cut = 0;
+  for (int64_t n = 0; n < 3; ++n)
+    for (int64_t c = 0; c < BnCase::C; ++c)
+      for (int64_t i = 0; i < BnCase::HW; ++i) cut += t.yv.plane(n, c)[i] == 0.0;
+  ASSERT_GT(cut, 5u) << "the ReLU must cut somewhere for the mask to be tested";
+  Vec dy = t.dy(), dxbuf(t.buf.size(), 0.0);
+  const View<double> dyv(dy.data(), t.xv.shape);
+  cpu::batchnorm_relu_backward_frozen(t.slice(dxbuf), GradMode::Overwrite, dyv, t.xv, t.gamma.data(), t.beta.data(),
+                                      mean.data(), invstd.data());
+  check_gradient(t.buf, dxbuf, loss, "frozen bn-relu dx");  // channels outside the slice: 0 both ways
+  // Accumulate adds the same values onto what is there, and only inside the slice.
+  Vec acc(t.buf.size(), 0.25);
+  cpu::batchnorm_relu_backward_frozen(t.slice(acc), GradMode::Accumulate, dyv, t.xv, t.gamma.data(), t.beta.data(),
+                                      mean.data(), invstd.data());
+  for (size_t i = 0; i < acc.size(); ++i) EXPECT_EQ(acc[i], dxbuf[i] + 0.25) << i;
+}
+
 TEST(CpuBatchNorm, StatisticsAndKerasRunningUpdate) {
   std::mt19937_64 rng(test::fresh_seed());
   const Shape s{4, 2, 3, 3};

@@ -384,6 +384,32 @@ TEST_F(CudaBatchNorm, Backward) {
   }
 }
 
+TEST_F(CudaBatchNorm, FrozenReluBackward) {
+  // Frozen (running) statistics, the explanation's backward: element-wise, so the GPU must give the
+  // CPU's floats exactly (the same _rn operations, no reduction).
+  CXR_REQUIRE_CUDA(gpu);
+  auto cpu = make_cpu_backend();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed_text(seed));
+  const Layout dyl = Layout::slice(s, 0, 5), dxl = Layout::slice(s, 4, 0);
+  Pair x(*cpu, *gpu, random_vector(xl.buffer_size(), seed, -1.0f, 3.0f));
+  Pair dy(*cpu, *gpu, random_vector(dyl.buffer_size(), seed + 1));
+  Pair gamma(*cpu, *gpu, random_vector(size_t(C), seed + 2, 0.5f, 1.5f));
+  Pair beta(*cpu, *gpu, random_vector(size_t(C), seed + 3, -1.0f, 1.0f));
+  Pair mean(*cpu, *gpu, random_vector(size_t(C), seed + 4, 0.0f, 2.0f));
+  Pair invstd(*cpu, *gpu, random_vector(size_t(C), seed + 5, 0.5f, 2.0f));
+  for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
+    const bool acc = mode == GradMode::Accumulate;
+    Pair dx = acc ? Pair(*cpu, *gpu, random_vector(dxl.buffer_size(), seed + 6))
+                  : Pair(*cpu, *gpu, dxl.buffer_size());
+    cpu->batchnorm_relu_backward_frozen(dx.cpu_view(dxl), mode, dy.cpu_view(dyl), x.cpu_view(xl), gamma.cpu.data(),
+                                        beta.cpu.data(), mean.cpu.data(), invstd.cpu.data());
+    gpu->batchnorm_relu_backward_frozen(dx.gpu_view(dxl), mode, dy.gpu_view(dyl), x.gpu_view(xl), gamma.gpu.data(),
+                                        beta.gpu.data(), mean.gpu.data(), invstd.gpu.data());
+    expect_view_close(dx, dxl, kExact, acc ? "frozen dx (+=)" : "frozen dx (=)");
+  }
+}
+
 // ---- element-wise ---------------------------------------------------------------------------------
 
 TEST(CudaElementwise, Relu) {

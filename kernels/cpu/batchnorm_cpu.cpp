@@ -123,6 +123,28 @@ void batchnorm_relu_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbe
   batchnorm_backward_impl<T, true>(dx, mode, dgamma, dbeta, dy, x, gamma, beta, mean, invstd);
 }
 
+// Frozen statistics: each output element depends on its own input alone (the statistics are
+// constants), so the backward is the apply's slope where its ReLU let the value through.
+template <typename T>
+void batchnorm_relu_backward_frozen(const View<T>& dx, GradMode mode, const View<T>& dy, const View<T>& x,
+                                    const T* gamma, const T* beta, const T* mean, const T* invstd) {
+  if (dy.shape != x.shape || dx.shape != x.shape)
+    CXR_FAIL("batchnorm_relu_backward_frozen: dx ", dx.shape.str(), ", dy ", dy.shape.str(), ", x ", x.shape.str());
+  const int64_t N = x.n(), C = x.c(), HW = x.h() * x.w();
+  const bool acc = mode == GradMode::Accumulate;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const T scale = gamma[c] * invstd[c], shift = beta[c] - mean[c] * scale;  // the apply's arithmetic
+      const T *g = dy.plane(n, c), *p = x.plane(n, c);
+      T* d = dx.plane(n, c);
+      for (int64_t i = 0; i < HW; ++i) {
+        const T v = p[i] * scale + shift > T(0) ? g[i] * scale : T(0);
+        d[i] = acc ? d[i] + v : v;
+      }
+    }
+}
+
 #define CXR_INSTANTIATE(T)                                                                                   \
   template void batchnorm_stats<T>(T*, T*, T*, T*, const View<T>&, double, double, double);                \
   template void batchnorm_running_update<T>(T*, T*, const T*, const T*, int64_t, double, double, double);    \
@@ -130,7 +152,9 @@ void batchnorm_relu_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbe
   template void batchnorm_backward<T>(const View<T>&, GradMode, T*, T*, const View<T>&, const View<T>&,     \
                                       const T*, const T*, const T*);                                        \
   template void batchnorm_relu_backward<T>(const View<T>&, GradMode, T*, T*, const View<T>&, const View<T>&, \
-                                           const T*, const T*, const T*, const T*);
+                                           const T*, const T*, const T*, const T*);      \
+  template void batchnorm_relu_backward_frozen<T>(const View<T>&, GradMode, const View<T>&, const View<T>&,  \
+                                                  const T*, const T*, const T*, const T*);
 CXR_INSTANTIATE(float)
 CXR_INSTANTIATE(double)
 #undef CXR_INSTANTIATE

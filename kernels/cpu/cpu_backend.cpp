@@ -131,6 +131,12 @@ void CpuBackend::batchnorm_relu_backward(const Tensor& dx, GradMode mode, float*
   cpu::batchnorm_relu_backward(view(dx), mode, dgamma, dbeta, view(dy), view(x), gamma, beta, mean, invstd);
 }
 
+void CpuBackend::batchnorm_relu_backward_frozen(const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x,
+                                                const float* gamma, const float* beta, const float* mean,
+                                                const float* invstd) {
+  cpu::batchnorm_relu_backward_frozen(view(dx), mode, view(dy), view(x), gamma, beta, mean, invstd);
+}
+
 void CpuBackend::relu_forward(const Tensor& y, const Tensor& x) { cpu::relu_forward(view(y), view(x)); }
 void CpuBackend::relu_backward(const Tensor& dx, const Tensor& dy, const Tensor& y) {
   cpu::relu_backward(view(dx), view(dy), view(y));

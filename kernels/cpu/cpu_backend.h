@@ -48,6 +48,9 @@ class CpuBackend final : public Backend {
   void batchnorm_relu_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta, const Tensor& dy,
                                const Tensor& x, const float* gamma, const float* beta, const float* mean,
                                const float* invstd) override;
+  void batchnorm_relu_backward_frozen(const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x,
+                                      const float* gamma, const float* beta, const float* mean,
+                                      const float* invstd) override;
 
   void relu_forward(const Tensor& y, const Tensor& x) override;
   void relu_backward(const Tensor& dx, const Tensor& dy, const Tensor& y) override;

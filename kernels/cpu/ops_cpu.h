@@ -46,6 +46,8 @@ template <typename T> void batchnorm_apply(const View<T>& y, const View<T>& x, c
 template <typename T> void batchnorm_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy, const View<T>& x, const T* gamma, const T* mean, const T* invstd);
 template <typename T> void batchnorm_relu_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy, const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd);
 
+template <typename T> void batchnorm_relu_backward_frozen(const View<T>& dx, GradMode mode, const View<T>& dy, const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd);
+
 template <typename T> void relu_forward(const View<T>& y, const View<T>& x);
 template <typename T> void relu_backward(const View<T>& dx, const View<T>& dy, const View<T>& y);
 

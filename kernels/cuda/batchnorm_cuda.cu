@@ -179,6 +179,25 @@ __global__ void __launch_bounds__(kReduceThreads)
   }
 }
 
+// Frozen statistics (kernels/cpu/batchnorm_cpu.cpp's twin): dx (=|+=) dy * scale where
+// bn_apply_kernel's output was positive (its _rn arithmetic), else 0. One thread per element; dx may
+// alias dy (each element is read, then written, by the same thread).
+template <typename Index>
+__global__ void bn_relu_backward_frozen_kernel(ViewT<Index> dx, bool accumulate, ViewT<Index> dy, ViewT<Index> x,
+                                               const float* gamma, const float* beta, const float* mean,
+                                               const float* invstd) {
+  const Index count = x.count();
+  for (Index i = cuda::global_thread<Index>(); i < count; i += cuda::grid_threads<Index>()) {
+    const Index c = x.channel_of(i);
+    const float scale = __fmul_rn(gamma[c], invstd[c]);
+    const float shift = __fsub_rn(beta[c], __fmul_rn(mean[c], scale));
+    const bool open = __fadd_rn(__fmul_rn(x.data[x.offset(i)], scale), shift) > 0.0f;
+    const float v = open ? __fmul_rn(dy.data[dy.offset(i)], scale) : 0.0f;
+    float* d = dx.data + dx.offset(i);
+    *d = accumulate ? __fadd_rn(*d, v) : v;
+  }
+}
+
 }  // namespace
 
 void CudaBackend::batchnorm_stats(float* mean, float* invstd, float* running_mean, float* running_var,
@@ -259,6 +278,26 @@ void CudaBackend::batchnorm_relu_backward(const Tensor& dx, GradMode mode, float
                                           const float* mean, const float* invstd) {
   CXR_CHECK(beta != nullptr, "batchnorm_relu_backward needs beta for the ReLU mask");
   bn_backward(dx, mode, dgamma, dbeta, dy, x, gamma, beta, mean, invstd);
+}
+
+void CudaBackend::batchnorm_relu_backward_frozen(const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x,
+                                                 const float* gamma, const float* beta, const float* mean,
+                                                 const float* invstd) {
+  check_same_shape(dy, x, "batchnorm_relu_backward_frozen (dy vs x)");
+  check_same_shape(dx, x, "batchnorm_relu_backward_frozen (dx vs x)");
+  for (const Tensor* t : {&dx, &dy, &x}) {
+    check_device(*t, Device::CUDA, "batchnorm_relu_backward_frozen");
+    check_plane_contiguous(*t, "batchnorm_relu_backward_frozen");
+  }
+  if (x.numel() == 0) return;
+  const bool accumulate = mode == GradMode::Accumulate;
+  cuda::with_index_type({&dx, &dy, &x}, [&](auto tag) {
+    using Index = decltype(tag);
+    bn_relu_backward_frozen_kernel<<<cuda::blocks_for(x.numel()), cuda::kThreads, 0, stream()>>>(
+        cuda::view_of<Index>(dx), accumulate, cuda::view_of<Index>(dy), cuda::view_of<Index>(x), gamma, beta, mean,
+        invstd);
+  });
+  CXR_CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::bn_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta, const Tensor& dy,
