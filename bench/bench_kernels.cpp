@@ -300,32 +300,48 @@ void weighted_bce(benchmark::State& state, const std::string& device, int64_t N)
   check_and_time(state, *be, run, dz, dzd, 1e-6, 3.0 * 4.0 * double(N * K), false);  // one sigmoid per element
 }
 
-// A whole Grad-CAM map batch: channel weights from the gradients, weighted sum + ReLU, scaling,
-// bilinear upsampling to S x S. Reads features and gradients once, writes the maps.
-void gradcam(benchmark::State& state, const std::string& device, int64_t h, int64_t S) {
+// A whole class-activation map batch of one method at one level (C channels, h x h): the method's
+// weighting (Grad-CAM: mean gradients; Grad-CAM++: its alpha-weighted positive gradients, then the
+// weighted sum + ReLU; HiResCAM / LayerCAM: element-wise products + ReLU), scaling, bilinear
+// upsampling to S x S. Reads features and gradients once, writes the maps. Each checked against the
+// CPU twins in double before timing.
+void cam_method(benchmark::State& state, const std::string& device, const std::string& method, int64_t C,
+                int64_t h, int64_t S) {
   auto be = backend_or_skip(state, device);
   if (!be) return;
-  const int64_t N = 8, C = 1024;
+  const int64_t N = 8, hw = h * h;
   const Shape fs{N, C, h, h};
   auto fh = random_floats(size_t(fs.numel()), 61);
   for (auto& v : fh) v = std::abs(v);  // post-ReLU features
-  const auto gh = random_floats(size_t(fs.numel()), 62);
-  Buf f(*be, fh), g(*be, gh), wts(*be, size_t(N * C)), cam(*be, size_t(N * h * h)), out(*be, size_t(N * S * S));
+  auto gh = random_floats(size_t(fs.numel()), 62);
+  for (auto& v : gh) v *= 1e-3f;  // gradients of a logit are small: Grad-CAM++'s a_ij in its usual range
+  Buf f(*be, fh), g(*be, gh), wts(*be, size_t(N * C)), cam(*be, size_t(N * hw)), out(*be, size_t(N * S * S));
   const Device d = be->device();
   auto run = [&] {
-    gradcam_channel_weights(*be, wts.p, Tensor(g.p, fs, d));
-    gradcam_weighted_sum_relu(*be, cam.p, wts.p, Tensor(f.p, fs, d));
-    gradcam_normalize(*be, cam.p, N, h * h);
+    const Tensor gt(g.p, fs, d), ft(f.p, fs, d);
+    if (method == "gradcam" || method == "gradcam++") {
+      if (method == "gradcam") gradcam_channel_weights(*be, wts.p, gt);
+      else gradcam_plusplus_weights(*be, wts.p, gt, ft);
+      gradcam_weighted_sum_relu(*be, cam.p, wts.p, ft);
+    } else {
+      cam_elementwise_relu(*be, cam.p, gt, ft, method == "layercam");
+    }
+    gradcam_normalize(*be, cam.p, N, hw);
     bilinear_resize(*be, out.p, S, S, cam.p, N, h, h);
   };
   auto fd = to_double(fh), gd = to_double(gh);
-  std::vector<double> wd(static_cast<size_t>(N * C)), cd(static_cast<size_t>(N * h * h)), od(static_cast<size_t>(N * S * S));
-  cpu::gradcam_channel_weights(wd.data(), gd.data(), N, C, h * h, C * h * h);
-  cpu::gradcam_weighted_sum_relu(cd.data(), wd.data(), fd.data(), N, C, h * h, C * h * h);
-  cpu::gradcam_normalize(cd.data(), N, h * h);
+  std::vector<double> wd(static_cast<size_t>(N * C)), cd(static_cast<size_t>(N * hw)), od(static_cast<size_t>(N * S * S));
+  if (method == "gradcam" || method == "gradcam++") {
+    if (method == "gradcam") cpu::gradcam_channel_weights(wd.data(), gd.data(), N, C, hw, C * hw);
+    else cpu::gradcam_plusplus_weights(wd.data(), gd.data(), C * hw, fd.data(), C * hw, N, C, hw);
+    cpu::gradcam_weighted_sum_relu(cd.data(), wd.data(), fd.data(), N, C, hw, C * hw);
+  } else {
+    cpu::cam_elementwise_relu(cd.data(), gd.data(), C * hw, fd.data(), C * hw, N, C, hw, method == "layercam");
+  }
+  cpu::gradcam_normalize(cd.data(), N, hw);
   cpu::bilinear_resize(od.data(), S, S, cd.data(), N, h, h);
-  // Sums of 1024 products of random signs: the map is a small difference of large terms, so its
-  // float error relative to the map is ~1e-5, not 1e-7.
+  // Sums of C products of random signs: the map is a small difference of large terms, so its float
+  // error relative to the map is ~1e-5, not 1e-7.
   check_and_time(state, *be, run, out, od, 1e-4, 4.0 * double(2 * fs.numel() + N * S * S), false);
 }
 
@@ -347,7 +363,14 @@ void gradcam(benchmark::State& state, const std::string& device, int64_t h, int6
   BENCHMARK_CAPTURE(pool, dev##_avg2x2_backward_256ch_32px, std::string(#dev), PoolOp::AvgBackward, 256, 32)->UseRealTime(); \
   BENCHMARK_CAPTURE(pool, dev##_global_avg_1024ch_4px, std::string(#dev), PoolOp::GlobalForward, 1024, 4)->UseRealTime(); \
   BENCHMARK_CAPTURE(weighted_bce, dev##_8x14, std::string(#dev), 8)->UseRealTime();                        \
-  BENCHMARK_CAPTURE(gradcam, dev##_1024ch_10px_to_320, std::string(#dev), 10, 320)->UseRealTime();
+  BENCHMARK_CAPTURE(cam_method, dev##_gradcam_final_1024ch_10px_to_320, std::string(#dev), "gradcam", 1024, 10, 320)->UseRealTime(); \
+  BENCHMARK_CAPTURE(cam_method, dev##_gradcampp_final_1024ch_10px_to_320, std::string(#dev), "gradcam++", 1024, 10, 320)->UseRealTime(); \
+  BENCHMARK_CAPTURE(cam_method, dev##_hirescam_final_1024ch_10px_to_320, std::string(#dev), "hirescam", 1024, 10, 320)->UseRealTime(); \
+  BENCHMARK_CAPTURE(cam_method, dev##_layercam_final_1024ch_10px_to_320, std::string(#dev), "layercam", 1024, 10, 320)->UseRealTime(); \
+  BENCHMARK_CAPTURE(cam_method, dev##_gradcam_block2_512ch_40px_to_320, std::string(#dev), "gradcam", 512, 40, 320)->UseRealTime(); \
+  BENCHMARK_CAPTURE(cam_method, dev##_gradcampp_block2_512ch_40px_to_320, std::string(#dev), "gradcam++", 512, 40, 320)->UseRealTime(); \
+  BENCHMARK_CAPTURE(cam_method, dev##_hirescam_block2_512ch_40px_to_320, std::string(#dev), "hirescam", 512, 40, 320)->UseRealTime(); \
+  BENCHMARK_CAPTURE(cam_method, dev##_layercam_block2_512ch_40px_to_320, std::string(#dev), "layercam", 512, 40, 320)->UseRealTime();
 CXR_KERNEL_BENCHES(cpu)
 CXR_KERNEL_BENCHES(cuda)
 

@@ -86,6 +86,66 @@ TEST(GradCamKernels, CpuChannelWeightsAndWeightedSumMatchDirect) {
   EXPECT_LT(rel_error(cam, to_float(want)), 1e-6);
 }
 
+// Grad-CAM++'s weights written from pytorch-grad-cam's formula (grad_cam_plusplus.py), in double.
+std::vector<double> direct_plusplus(const Problem& p, int64_t f_bstride, const std::vector<float>& feats) {
+  std::vector<double> w(size_t(p.n * p.c));
+  for (int64_t i = 0; i < p.n; ++i)
+    for (int64_t k = 0; k < p.c; ++k) {
+      double sa = 0;
+      for (int64_t j = 0; j < p.hw(); ++j) sa += feats[size_t(i * f_bstride + k * p.hw() + j)];
+      double s = 0;
+      for (int64_t j = 0; j < p.hw(); ++j) {
+        const double g = p.grads[size_t(i * p.bstride + k * p.hw() + j)];
+        const double aij = g != 0 ? g * g / (2 * g * g + sa * g * g * g + 1e-6) : 0.0;
+        s += std::max(g, 0.0) * aij;
+      }
+      w[size_t(i * p.c + k)] = s;
+    }
+  return w;
+}
+
+TEST(GradCamKernels, CpuPlusPlusWeightsMatchDirect) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  Problem p(seed);
+  for (int64_t j = 0; j < p.n * p.bstride; j += 7) p.grads[size_t(j)] = 0.0f;  // the g == 0 branch
+  const int64_t f_bstride = p.c * p.hw();                                      // packed, unlike grads
+  const auto feats = random_vector(size_t(p.n * f_bstride), seed + 3, 0.0f, 1.0f);
+  std::vector<float> w(size_t(p.n * p.c), NAN);
+  cpu::gradcam_plusplus_weights(w.data(), p.grads.data(), p.bstride, feats.data(), f_bstride, p.n, p.c, p.hw());
+  // Both evaluate the same formula in double and round once; only the order of the two additions in
+  // the denominator may differ: agreement to float rounding (1e-6 relative is ~8 ulp).
+  EXPECT_LT(rel_error(w, to_float(direct_plusplus(p, f_bstride, feats))), 1e-6);
+  EXPECT_GT(*std::max_element(w.begin(), w.end()), 0.0f);
+}
+
+TEST(GradCamKernels, CpuElementwiseMatchesDirect) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  Problem p(seed);
+  const int64_t f_bstride = p.c * p.hw();
+  const auto feats = random_vector(size_t(p.n * f_bstride), seed + 3, -0.5f, 1.0f);  // block outputs can be < 0
+  for (bool positive : {false, true}) {
+    std::vector<float> cam(size_t(p.n * p.hw()), NAN);
+    cpu::cam_elementwise_relu(cam.data(), p.grads.data(), p.bstride, feats.data(), f_bstride, p.n, p.c, p.hw(),
+                              positive);
+    std::vector<double> want(cam.size());
+    int64_t cut = 0;
+    for (int64_t i = 0; i < p.n; ++i)
+      for (int64_t j = 0; j < p.hw(); ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < p.c; ++k) {
+          const double g = p.grads[size_t(i * p.bstride + k * p.hw() + j)];
+          s += (positive ? std::max(g, 0.0) : g) * feats[size_t(i * f_bstride + k * p.hw() + j)];
+        }
+        want[size_t(i * p.hw() + j)] = std::max(s, 0.0);
+        cut += s <= 0;
+      }
+    EXPECT_GT(cut, 0) << "the ReLU should cut some cells";
+    EXPECT_LT(rel_error(cam, to_float(want)), 1e-6) << (positive ? "LayerCAM" : "HiResCAM");
+  }
+}
+
 TEST(GradCamKernels, CpuNormalizeScalesToOneAndKeepsZeroMaps) {
   std::vector<float> m = {0, 2, 4, 1, /*all zero:*/ 0, 0, 0, 0, /*one cell:*/ 0, 0, 3e-30f, 0};
   cpu::gradcam_normalize(m.data(), 3, 4);
@@ -189,6 +249,33 @@ TEST(GradCamKernels, GpuMatchesCpu) {
   }
 }
 
+TEST(GradCamKernels, GpuPlusPlusAndElementwiseMatchCpu) {
+  CXR_REQUIRE_CUDA(gpu);
+  auto cpu_be = make_cpu_backend();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  const int64_t n = 3, c = 512, h = 40, w = 40, g_bstride = c * h * w, f_bstride = 1024 * h * w;  // block 2 at 320
+  const Shape s{n, c, h, w};
+  auto grads = random_vector(size_t(n * g_bstride), seed, -1e-3f, 1e-3f);
+  for (size_t j = 0; j < grads.size(); j += 5) grads[j] = 0.0f;
+  const auto feats = random_vector(size_t(n * f_bstride), seed + 1, -1.0f, 3.0f);
+  DeviceBuffer g(*gpu, grads), f(*gpu, feats), wts(*gpu, size_t(n * c)), cam(*gpu, size_t(n * h * w));
+  std::vector<float> w_cpu(size_t(n * c)), cam_cpu(size_t(n * h * w));
+  const Tensor gc(grads.data(), s, g_bstride, Device::CPU), fc(const_cast<float*>(feats.data()), s, f_bstride, Device::CPU);
+  gradcam_plusplus_weights(*cpu_be, w_cpu.data(), gc, fc);
+  wts.poison();
+  gradcam_plusplus_weights(*gpu, wts.data(), g.tensor(s, g_bstride), f.tensor(s, f_bstride));
+  // The same double operations in the same order, no fused multiply-add: equal up to a host
+  // compiler's contraction (1e-6 relative).
+  EXPECT_LT(rel_error(wts.host(), w_cpu), 1e-6);
+  for (bool positive : {false, true}) {
+    cam_elementwise_relu(*cpu_be, cam_cpu.data(), gc, fc, positive);
+    cam.poison();
+    cam_elementwise_relu(*gpu, cam.data(), g.tensor(s, g_bstride), f.tensor(s, f_bstride), positive);
+    EXPECT_LT(rel_error(cam.host(), cam_cpu), 1e-6) << (positive ? "LayerCAM" : "HiResCAM");
+  }
+}
+
 // ---- a whole map against PyTorch ----------------------------------------------------------------
 
 struct TorchFixture {
@@ -222,7 +309,7 @@ void check_against_torch(Backend& be) {
   // float32 through 120 convolutions against PyTorch in float64: ~1e-6 relative; 1e-4 is the bound.
   EXPECT_LT(rel_error(net.get_logits(), fx.logits), 1e-4) << "the forward pass already differs from PyTorch";
 
-  app::GradCam cam(net, fx.s, fx.s);
+  app::CamMaps cam(net, app::CamMethod::GradCam, app::parse_cam_layer("final", net), fx.s, fx.s);
   const int64_t plane = fx.s * fx.s;
   for (int64_t j = 0; j < fx.per_image; ++j) {
     std::vector<int> cls;
@@ -242,12 +329,12 @@ void check_against_torch(Backend& be) {
     EXPECT_LT(worst, 2e-5);
     std::printf("%s, classes %d/%d: relative error %.2e, max abs %.2e\n", be.name().c_str(), cls[0], cls[1],
                 rel_error(got, want), worst);
-    // Each feature-resolution map peaks at exactly 1 (the upsampled one need not reach it: no output
-    // pixel of a half-pixel 4 -> 128 resize lands on a cell centre).
-    const auto low = cam.low_res();
-    const int64_t cells = cam.feature_h() * cam.feature_w();
+    // The raw 4x4 maps (before scaling) are what the maps were scaled from: none is all zero.
+    const auto low = cam.raw(0);
+    const int64_t cells = cam.level_h(0) * cam.level_w(0);
+    EXPECT_EQ(cells, 16);
     for (int64_t i = 0; i < fx.n; ++i)
-      EXPECT_EQ(*std::max_element(low.begin() + i * cells, low.begin() + (i + 1) * cells), 1.0f);
+      EXPECT_GT(*std::max_element(low.begin() + i * cells, low.begin() + (i + 1) * cells), 0.0f);
   }
 }
 
@@ -271,13 +358,13 @@ TEST(GradCam, NoClassGivesZeroMap) {
   const auto x = random_vector(size_t(2 * 3 * 64 * 64), fresh_seed());
   be->copy_to_device(net.input().data, x.data(), sizeof(float) * x.size());
   net.forward(false);
-  app::GradCam cam(net, 64, 64);
+  app::CamMaps cam(net, app::CamMethod::GradCam, app::parse_cam_layer("final", net), 64, 64);
   const auto m = cam.compute({-1, 3});
   EXPECT_TRUE(std::all_of(m.begin(), m.begin() + 64 * 64, [](float v) { return v == 0.0f; }));
   EXPECT_GT(*std::max_element(m.begin() + 64 * 64, m.end()), 0.0f);
-  const auto low = cam.low_res();  // (2, 2, 2)
+  const auto low = cam.raw(0);  // (2, 2, 2), before scaling
   EXPECT_TRUE(std::all_of(low.begin(), low.begin() + 4, [](float v) { return v == 0.0f; }));
-  EXPECT_EQ(*std::max_element(low.begin() + 4, low.end()), 1.0f);
+  EXPECT_GT(*std::max_element(low.begin() + 4, low.end()), 0.0f);
 }
 
 // ---- pointing game and rendering ----------------------------------------------------------------

@@ -17,19 +17,19 @@ void add_gradcam_commands(CLI::App& app) {
   add_max_image_pixels(g);
   add_dicom_window(g);
   g->footer(
-      "Maps use the gradient of the class's logit (before the sigmoid): the sigmoid's derivative would scale "
-      "every "
-      "channel weight of an image by the same positive factor, which the scaling to [0, 1] removes, so the "
-      "map is "
-      "identical, while for confident predictions that factor p(1-p) vanishes and costs precision. Channel "
-      "weights "
-      "are the spatial means of the gradient at the final BN-ReLU map (1024 x S/32 x S/32); the map is the "
-      "ReLU of "
-      "the weighted channel sum, scaled to [0, 1], upsampled bilinearly (half-pixel centres) to S x S and "
-      "blended "
-      "over the grey image with the Turbo colour map. With --boxes, a pair (image, class) with boxes is a "
-      "hit when "
-      "the map's maximum lies inside one of the class's boxes.");
+      "Maps use the gradient of the class's logit (before the sigmoid). --method gradcam weights each channel by "
+      "its mean gradient (Selvaraju et al. 2017), gradcam++ by its positive gradients' alpha-weighted sum "
+      "(Chattopadhay et al. 2018), hirescam multiplies gradient and activation element-wise (Draelos & Carin "
+      "2020), layercam does so with the positive gradients only (Jiang et al. 2021). --layer takes the map from "
+      "the final BN-ReLU map (S/32 x S/32), the output of dense block 3 (S/16) or 2 (S/8), or fuses the three "
+      "as pytorch-grad-cam does (each min-max scaled, upsampled, averaged). One backward pass per class gives "
+      "every level. The map is the ReLU of the weighted sum, scaled to [0, 1], upsampled bilinearly (half-pixel "
+      "centres) to S x S and blended over the grey image with the Turbo colour map. With --boxes each (image, "
+      "class) with boxes is scored: the pointing game (the map's maximum inside a box), the energy-based "
+      "pointing game (the share of the map's mass inside the boxes), and the box around the largest region "
+      "above --cam-threshold of the maximum by IoU and IoBB (Wang et al. 2017), per class and overall, over all "
+      "pairs and over true positives. --faithfulness P deletes the map's top P% of pixels (blurred in) and as "
+      "many random ones, and reports how much each lowers the class probability.");
   g->add_option("--weights", o->weights, "Model file or checkpoint (carries image size and normalisation)")
       ->required();
   g->add_option("--out", o->out,
@@ -59,6 +59,20 @@ void add_gradcam_commands(CLI::App& app) {
       ->capture_default_str();
   g->add_option("--tolerance", o->tolerance, "Pointing-game tolerance in box-frame pixels")
       ->capture_default_str();
+  g->add_option("--method", o->method, "gradcam, gradcam++, hirescam or layercam")
+      ->check(CLI::IsMember({"gradcam", "gradcam++", "hirescam", "layercam"}))
+      ->capture_default_str();
+  g->add_option("--layer", o->layer, "final, block3, block2 or fuse (the three)")
+      ->check(CLI::IsMember({"final", "block3", "block2", "fuse"}))
+      ->capture_default_str();
+  g->add_option("--cam-threshold", o->cam_threshold,
+                "Share of the map's maximum that bounds the map's box (largest region above it)")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-6, 1.0));
+  g->add_option("--faithfulness", o->delete_percent,
+                "Delete the map's top P% of pixels and as many random ones; report the probability drops")
+      ->check(CLI::Range(0.0, 99.0));
+  g->add_option("--seed", o->seed, "Seed of the random pixels of --faithfulness")->capture_default_str();
   g->add_flag("--json", *as_json, "Print gradcam.json on stdout instead of one line per map");
   g->add_flag("--quiet", o->quiet, "No progress output");
   g->add_option("images", o->inputs, "Images, folders (searched recursively) or .txt lists")->required();
@@ -67,7 +81,7 @@ void add_gradcam_commands(CLI::App& app) {
     if (*as_json)
       std::cout << r.dump(2) << "\n";
     else
-      std::cout << app::pointing_game_table(r);
+      std::cout << app::gradcam_tables(r);
   });
 
   auto ro = std::make_shared<app::ReportOptions>();

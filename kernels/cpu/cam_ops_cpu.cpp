@@ -10,6 +10,17 @@ namespace cxr {
 
 namespace cpu {
 
+namespace {
+// One pixel's share of Grad-CAM++'s weight (kernels/cam_ops.h); the CUDA twin spells the same
+// operations with _rn intrinsics.
+double gradcam_plusplus_term(double g, double sum_a) {
+  if (g == 0) return 0;
+  const double g2 = g * g, g3 = g2 * g;
+  const double a = g2 / (2 * g2 + sum_a * g3 + 1e-6);
+  return (g > 0 ? g : 0) * a;
+}
+}  // namespace
+
 // alpha[n, c] = (1 / hw) sum_ij grads[n, c, i, j]
 template <typename T>
 void gradcam_channel_weights(T* weights, const T* grads, int64_t n, int64_t c, int64_t hw, int64_t bstride) {
@@ -20,6 +31,43 @@ void gradcam_channel_weights(T* weights, const T* grads, int64_t n, int64_t c, i
       double s = 0;
       for (int64_t j = 0; j < hw; ++j) s += double(g[j]);
       weights[i * c + k] = T(s / double(hw));
+    }
+}
+
+// Grad-CAM++: a_ij = g^2 / (2 g^2 + S g^3 + eps) (0 where g == 0), w = sum_ij relu(g) a_ij, with
+// S = sum_ij A_ij; the channel's sums in double, in index order.
+template <typename T>
+void gradcam_plusplus_weights(T* weights, const T* grads, int64_t g_bstride, const T* features, int64_t f_bstride,
+                              int64_t n, int64_t c, int64_t hw) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < c; ++k) {
+      const T* g = grads + i * g_bstride + k * hw;
+      const T* a = features + i * f_bstride + k * hw;
+      double sa = 0;
+      for (int64_t j = 0; j < hw; ++j) sa += double(a[j]);
+      double w = 0;
+      for (int64_t j = 0; j < hw; ++j) w += gradcam_plusplus_term(double(g[j]), sa);
+      weights[i * c + k] = T(w);
+    }
+}
+
+// cam[n, ij] = max(0, sum_c g'[n, c, ij] A[n, c, ij]), g' = g or max(g, 0); channels summed in double.
+template <typename T>
+void cam_elementwise_relu(T* cam, const T* grads, int64_t g_bstride, const T* features, int64_t f_bstride,
+                          int64_t n, int64_t c, int64_t hw, bool positive_grads) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < hw; ++j) {
+      const T* g = grads + i * g_bstride + j;
+      const T* a = features + i * f_bstride + j;
+      double s = 0;
+      for (int64_t k = 0; k < c; ++k) {
+        double gk = double(g[k * hw]);
+        if (positive_grads && !(gk > 0)) gk = 0;
+        s += gk * double(a[k * hw]);
+      }
+      cam[i * hw + j] = T(s > 0 ? s : 0);
     }
 }
 
@@ -82,6 +130,8 @@ void bilinear_resize(T* out, int64_t out_h, int64_t out_w, const T* in, int64_t 
 }
 
 #define CXR_INSTANTIATE_GRADCAM(T)                                                                        \
+  template void gradcam_plusplus_weights<T>(T*, const T*, int64_t, const T*, int64_t, int64_t, int64_t, int64_t); \
+  template void cam_elementwise_relu<T>(T*, const T*, int64_t, const T*, int64_t, int64_t, int64_t, int64_t, bool); \
   template void gradcam_channel_weights<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);             \
   template void gradcam_weighted_sum_relu<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t); \
   template void gradcam_normalize<T>(T*, int64_t, int64_t);                                               \
@@ -111,6 +161,31 @@ void gradcam_channel_weights(Backend& be, float* weights, const Tensor& grads) {
   CXR_GRADCAM_ON_CUDA(be, "gradcam_channel_weights", cuda::gradcam_channel_weights(be, weights, grads));
   cpu::gradcam_channel_weights(weights, grads.data, grads.n(), grads.c(), grads.h() * grads.w(),
                                grads.batch_stride);
+}
+
+void gradcam_plusplus_weights(Backend& be, float* weights, const Tensor& grads, const Tensor& features) {
+  check_device(grads, be.device(), "gradcam_plusplus_weights: grads");
+  check_device(features, be.device(), "gradcam_plusplus_weights: features");
+  check_plane_contiguous(grads, "gradcam_plusplus_weights: grads");
+  check_plane_contiguous(features, "gradcam_plusplus_weights: features");
+  check_same_shape(grads, features, "gradcam_plusplus_weights");
+  if (grads.numel() == 0) return;
+  CXR_GRADCAM_ON_CUDA(be, "gradcam_plusplus_weights", cuda::gradcam_plusplus_weights(be, weights, grads, features));
+  cpu::gradcam_plusplus_weights(weights, grads.data, grads.batch_stride, features.data, features.batch_stride,
+                                grads.n(), grads.c(), grads.h() * grads.w());
+}
+
+void cam_elementwise_relu(Backend& be, float* cam, const Tensor& grads, const Tensor& features, bool positive_grads) {
+  check_device(grads, be.device(), "cam_elementwise_relu: grads");
+  check_device(features, be.device(), "cam_elementwise_relu: features");
+  check_plane_contiguous(grads, "cam_elementwise_relu: grads");
+  check_plane_contiguous(features, "cam_elementwise_relu: features");
+  check_same_shape(grads, features, "cam_elementwise_relu");
+  if (grads.numel() == 0) return;
+  CXR_GRADCAM_ON_CUDA(be, "cam_elementwise_relu",
+                      cuda::cam_elementwise_relu(be, cam, grads, features, positive_grads));
+  cpu::cam_elementwise_relu(cam, grads.data, grads.batch_stride, features.data, features.batch_stride, grads.n(),
+                            grads.c(), grads.h() * grads.w(), positive_grads);
 }
 
 void gradcam_weighted_sum_relu(Backend& be, float* cam, const float* weights, const Tensor& features) {

@@ -1,4 +1,4 @@
-// CUDA kernels of the Grad-CAM ops (kernels/cam_ops.h), written to reproduce the CPU twins in
+// CUDA kernels of the class activation maps' ops (kernels/cam_ops.h), written to reproduce the CPU twins in
 // kernels/cpu/cam_ops_cpu.cpp: the same summation order in double (one thread per output sum), the
 // same bilinear taps computed in double, the same division for the scaling. The sizes are small
 // (N x 1024 x h x w with h, w = S/32), so one thread per output beats block reductions in
@@ -29,6 +29,47 @@ __global__ void channel_weights_kernel(float* weights, const float* grads, int64
     double s = 0;
     for (int64_t j = 0; j < hw; ++j) s += double(g[j]);
     weights[i] = float(s / double(hw));
+  }
+}
+
+// Grad-CAM++'s weights, one thread per (n, c) in the CPU's order: the channel's activation sum, then
+// the weight's terms (cam_ops_cpu.cpp's gradcam_plusplus_term, without fused multiply-adds).
+__global__ void plusplus_weights_kernel(float* weights, const float* grads, int64_t g_bstride, const float* features,
+                                        int64_t f_bstride, int64_t n, int64_t c, int64_t hw) {
+  const int64_t count = n * c;
+  for (int64_t i = global_thread(); i < count; i += grid_threads()) {
+    const float* g = grads + (i / c) * g_bstride + (i % c) * hw;
+    const float* a = features + (i / c) * f_bstride + (i % c) * hw;
+    double sa = 0;
+    for (int64_t j = 0; j < hw; ++j) sa += double(a[j]);
+    double w = 0;
+    for (int64_t j = 0; j < hw; ++j) {
+      const double gj = g[j];
+      if (gj == 0) continue;  // the CPU adds 0 here: the same sum
+      const double g2 = __dmul_rn(gj, gj), g3 = __dmul_rn(g2, gj);
+      const double den = __dadd_rn(__dadd_rn(__dmul_rn(2.0, g2), __dmul_rn(sa, g3)), 1e-6);
+      w = __dadd_rn(w, __dmul_rn(gj > 0 ? gj : 0.0, __ddiv_rn(g2, den)));
+    }
+    weights[i] = float(w);
+  }
+}
+
+// HiResCAM / LayerCAM: cam[n, j] (=) max(0, sum_c g'[n, c, j] A[n, c, j]); one thread per (n, j), the
+// CPU's channel order, no fused multiply-add.
+__global__ void elementwise_relu_kernel(float* cam, const float* grads, int64_t g_bstride, const float* features,
+                                        int64_t f_bstride, int64_t n, int64_t c, int64_t hw, bool positive) {
+  const int64_t count = n * hw;
+  for (int64_t i = global_thread(); i < count; i += grid_threads()) {
+    const int64_t img = i / hw, j = i % hw;
+    const float* g = grads + img * g_bstride + j;
+    const float* a = features + img * f_bstride + j;
+    double s = 0;
+    for (int64_t k = 0; k < c; ++k) {
+      double gk = g[k * hw];
+      if (positive && !(gk > 0)) gk = 0;
+      s = __dadd_rn(s, __dmul_rn(gk, double(a[k * hw])));
+    }
+    cam[i] = float(s > 0 ? s : 0);
   }
 }
 
@@ -103,6 +144,22 @@ void gradcam_channel_weights(Backend& be, float* weights, const Tensor& grads) {
   const int64_t count = grads.n() * grads.c();
   channel_weights_kernel<<<blocks_for(count), kThreads, 0, stream_of(be)>>>(
       weights, grads.data, grads.n(), grads.c(), grads.h() * grads.w(), grads.batch_stride);
+  CXR_CUDA_CHECK_LAUNCH();
+}
+
+void gradcam_plusplus_weights(Backend& be, float* weights, const Tensor& grads, const Tensor& features) {
+  const int64_t count = grads.n() * grads.c();
+  plusplus_weights_kernel<<<blocks_for(count), kThreads, 0, stream_of(be)>>>(
+      weights, grads.data, grads.batch_stride, features.data, features.batch_stride, grads.n(), grads.c(),
+      grads.h() * grads.w());
+  CXR_CUDA_CHECK_LAUNCH();
+}
+
+void cam_elementwise_relu(Backend& be, float* cam, const Tensor& grads, const Tensor& features, bool positive_grads) {
+  const int64_t hw = grads.h() * grads.w(), count = grads.n() * hw;
+  elementwise_relu_kernel<<<blocks_for(count), kThreads, 0, stream_of(be)>>>(
+      cam, grads.data, grads.batch_stride, features.data, features.batch_stride, grads.n(), grads.c(), hw,
+      positive_grads);
   CXR_CUDA_CHECK_LAUNCH();
 }
 
