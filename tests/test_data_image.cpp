@@ -198,6 +198,32 @@ TEST(DataImage, BrokenFilesGiveReasons) {
   EXPECT_EQ(err, "cannot open file");
 }
 
+// stb_image 2.27's uncompressed TGA reader ignored a short read: a 2.5 KB file declaring 42470 x 5449
+// RGB pixels (found by fuzz_png) came back as an image of uninitialised heap memory. A truncated TGA
+// is refused (Note [stb_image's fixes] in io/CMakeLists.txt); a whole one still decodes.
+TEST(DataImage, TruncatedTgaIsRefused) {
+  const int w = 16, h = 8;
+  auto grey = random_grey(w, h, 13);
+  std::string tga(18, '\0');
+  tga[2] = 2;  // uncompressed true colour
+  tga[12] = char(w), tga[14] = char(h), tga[16] = 24;
+  tga[17] = 0x20;  // rows stored top to bottom
+  for (uint8_t v : grey) tga += std::string(3, char(v));  // B = G = R
+  GreyImage img;
+  std::string err;
+  auto decode = [&](const std::string& b) {
+    return decode_grey_memory(reinterpret_cast<const uint8_t*>(b.data()), b.size(), &img, &err);
+  };
+  ASSERT_TRUE(decode(tga)) << err;
+  EXPECT_EQ(img.pixels, grey);
+  EXPECT_FALSE(decode(tga.substr(0, tga.size() - 1)));  // one byte short of the last row
+  EXPECT_EQ(err, "cannot decode: Corrupt TGA");
+  const std::string found = cxr::io::read_text_file(
+      cxr::test::source_path("tests/fuzz/corpus/png/regression-stb-tga-truncated.tga"));
+  EXPECT_FALSE(decode(found));
+  EXPECT_EQ(err, "cannot decode: Corrupt TGA");
+}
+
 // A chunk whose declared length runs past the end of the file made stb_image 2.27 grow its IDAT
 // buffer to 2 GiB before it found the file too short (found by fuzz_png; Note [PNG chunk lengths] in
 // io/image.cpp). Such a PNG is refused, naming the chunk, where it starts, what it declares and what
