@@ -416,6 +416,44 @@ TEST(WeightsCheckpoint, SaveLoadRoundTripIsBitExact) {
   EXPECT_FALSE(io::read_model_meta(fixture("keras2_reduced.h5")).has_value());
 }
 
+// A training state missing one Adam moment (a damaged link; found by fuzz_checkpoint) was read with
+// that moment empty, and a resume went on without restoring it. Now it is refused, naming the file and
+// the dataset; no writer stores such a state.
+TEST(WeightsCheckpoint, ATrainingStateWithoutBothAdamMomentsIsRefused) {
+  const std::string dir = temp_dir();
+  const Saved a = random_model(13);
+  const std::string good = dir + "/ck_moments.h5";
+  io::save_checkpoint(good, a.table, a.params, a.state, a.meta, &a.training);
+  for (const std::string moment : {"adam_m", "adam_v"}) {
+    const std::string path = dir + "/ck_no_" + moment + ".h5";
+    fs::copy_file(good, path, fs::copy_options::overwrite_existing);
+    {
+      h5::Handle f = open_rw(path);
+      ASSERT_GE(H5Ldelete(f, ("/cxr/training_state/" + moment).c_str(), H5P_DEFAULT), 0);
+    }
+    std::vector<float> p, s;
+    std::optional<io::ModelMeta> meta;
+    std::optional<io::TrainingState> t;
+    try {
+      io::load_weights(path, a.table, p, s, io::HeadPolicy::Require, 0, &meta, &t);
+      ADD_FAILURE() << "a training state without " << moment << " was loaded";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(path), std::string::npos) << what;
+      EXPECT_NE(what.find("dataset /cxr/training_state/" + moment + ": expected the Adam moment of shape [" +
+                          std::to_string(a.params.size()) + "], found none"),
+                std::string::npos)
+          << what;
+    }
+    // As with a moment of the wrong shape, the file is refused whether or not the caller asks for
+    // its training state (the state is read and checked either way).
+    EXPECT_THROW(io::load_weights(path, a.table, p, s, io::HeadPolicy::Require, 0, &meta, nullptr), Error);
+  }
+  io::TrainingState no_v = a.training;
+  no_v.adam_v.clear();
+  EXPECT_THROW(io::save_checkpoint(dir + "/ck_no_v_written.h5", a.table, a.params, a.state, a.meta, &no_v), Error);
+}
+
 TEST(WeightsCheckpoint, WritesTheLegacyKerasLayout) {
   const std::string path = temp_dir() + "/m.h5";
   const Saved a = random_model(3);
