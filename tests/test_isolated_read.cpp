@@ -131,6 +131,19 @@ TEST_F(IsolatedRead, WhatTheFuzzersFoundInLibhdf5IsAnError) {
   } catch (const Error& e) {
     EXPECT_TRUE(contains(e.what(), overflow + ": ")) << e.what();
   }
+  // A damaged global heap under the variable-length layer names: H5HG_read (from H5T__conv_vlen)
+  // copies from a wild address; in-process this file kills a Release build with SIGSEGV
+  // (fuzz_checkpoint, 2026-12-07).
+  const std::string segv = test::source_path("tests/fuzz/library_findings/hdf5-H5HG_read-vlen-segv-checkpoint.h5");
+  std::vector<float> params(size_t(table.trainable_count()), 0.5f), state(size_t(table.state_count()), 0.5f);
+  try {
+    load_weights(segv, table, params, state, HeadPolicy::LoadOrInit, 1);
+    ADD_FAILURE() << segv << " loaded";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), segv + ": ")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "crashed") || contains(e.what(), "abnormally")) << e.what();
+  }
+  EXPECT_EQ(params, std::vector<float>(params.size(), 0.5f)) << "nothing was loaded";
 }
 
 // GDCM 3.0.21 as Debian builds it keeps its assertions: these damaged headers abort the process
