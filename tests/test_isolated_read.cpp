@@ -144,6 +144,16 @@ TEST_F(IsolatedRead, WhatTheFuzzersFoundInLibhdf5IsAnError) {
     EXPECT_TRUE(contains(e.what(), "crashed") || contains(e.what(), "abnormally")) << e.what();
   }
   EXPECT_EQ(params, std::vector<float>(params.size(), 0.5f)) << "nothing was loaded";
+  // A packed file whose /labels layout is damaged: H5Dread (H5D__select_read, H5VM_memcpyvv) reads
+  // from address 0; in-process it kills a Release build with SIGSEGV (fuzz_packed, 2026-12-07).
+  const std::string null_read = test::source_path("tests/fuzz/library_findings/hdf5-H5D__select_read-null-read-packed.h5");
+  try {
+    PackedDataset d(null_read);
+    ADD_FAILURE() << null_read << " opened";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), null_read + ": ")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "crashed") || contains(e.what(), "abnormally")) << e.what();
+  }
 }
 
 // GDCM 3.0.21 as Debian builds it keeps its assertions: these damaged headers abort the process
