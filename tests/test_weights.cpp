@@ -416,6 +416,28 @@ TEST(WeightsCheckpoint, SaveLoadRoundTripIsBitExact) {
   EXPECT_FALSE(io::read_model_meta(fixture("keras2_reduced.h5")).has_value());
 }
 
+// The DenseNet's widths are read from the file's kernel shapes: a stem of 1.5e18 channels made the
+// parameter count overflow int64 (UBSan; found by fuzz_weights). Widths outside 1..65536 are a
+// problem of the match, not a table to build.
+TEST(WeightsIdentify, WidthsBeyondAnyDenseNetAreAProblemNotAModel) {
+  auto file_with_stem = [](int64_t stem) {
+    io::WeightFile f;
+    f.tensors.push_back({"conv1/conv", "kernel", "/conv1/conv/conv1/conv/kernel:0", {7, 7, 3, stem}, "float32", "", 0});
+    f.tensors.push_back({"conv2_block1_1_conv", "kernel", "/a", {1, 1, stem, 128}, "float32", "", 0});
+    f.tensors.push_back({"conv2_block1_2_conv", "kernel", "/b", {3, 3, 128, 32}, "float32", "", 0});
+    return f;
+  };
+  const auto huge = io::identify_model(file_with_stem(1513209474796486740));
+  EXPECT_FALSE(huge.config.has_value());
+  ASSERT_EQ(huge.problems.size(), 1u);
+  EXPECT_EQ(huge.problems[0], "the kernels' shapes give stem 1513209474796486740, outside 1..65536");
+  EXPECT_EQ(io::identify_model(file_with_stem(0)).problems.at(0), "the kernels' shapes give stem 0, outside 1..65536");
+  // A stem of 64 passes this check and goes on to the names (these three kernels are not a whole DenseNet).
+  const auto small = io::identify_model(file_with_stem(64));
+  ASSERT_FALSE(small.problems.empty());
+  EXPECT_EQ(small.problems[0].find("the kernels' shapes give"), std::string::npos) << small.problems[0];
+}
+
 // A training state missing one Adam moment (a damaged link; found by fuzz_checkpoint) was read with
 // that moment empty, and a resume went on without restoring it. Now it is refused, naming the file and
 // the dataset; no writer stores such a state.
