@@ -154,6 +154,16 @@ TEST_F(IsolatedRead, WhatTheFuzzersFoundInLibhdf5IsAnError) {
     EXPECT_TRUE(contains(e.what(), null_read + ": ")) << e.what();
     EXPECT_TRUE(contains(e.what(), "crashed") || contains(e.what(), "abnormally")) << e.what();
   }
+  // A weight file whose object header address is damaged: H5F__accum_read (under H5Oget_info) copies
+  // from address 0; in-process it kills a Release build with SIGSEGV (fuzz_weights, 2026-12-07).
+  const std::string accum = test::source_path("tests/fuzz/library_findings/hdf5-H5F__accum_read-null-read-weights.h5");
+  try {
+    (void)scan_weight_file(accum);
+    ADD_FAILURE() << accum << " scanned";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), accum + ": ")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "crashed") || contains(e.what(), "abnormally")) << e.what();
+  }
 }
 
 // GDCM 3.0.21 as Debian builds it keeps its assertions: these damaged headers abort the process
