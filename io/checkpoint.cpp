@@ -178,9 +178,13 @@ TrainingState read_training(hid_t f, int64_t trainable) {
   t.step = h5::read_int_attr(g, "step");
   t.epoch = h5::read_int_attr(g, "epoch");
   t.learning_rate = h5::read_double_attr(g, "learning_rate");
+  // Both Adam moments, one value per parameter: a training state without one of them (a damaged link,
+  // found by fuzz_checkpoint) was read as an empty moment, and a resume went on with that moment
+  // never restored. Every writer stores both (validate_save).
   for (auto [name, v] : {std::pair{"adam_m", &t.adam_m}, std::pair{"adam_v", &t.adam_v}}) {
     const std::string d = p + "/" + name;
-    if (!h5::is_dataset(f, d)) continue;  // saved before the first step
+    if (!h5::is_dataset(f, d))
+      CXR_FAIL("dataset ", d, ": expected the Adam moment of shape ", shape_str({trainable}), ", found none");
     const auto info = h5::dataset_info(f, d);
     if (info.shape != std::vector<int64_t>{trainable})
       CXR_FAIL("dataset ", d, ": expected shape ", shape_str({trainable}), ", found ", shape_str(info.shape));
@@ -249,8 +253,8 @@ void write_training(hid_t f, const TrainingState& t) {
   h5::write_int_attr(g, "step", t.step);
   h5::write_int_attr(g, "epoch", t.epoch);
   h5::write_double_attr(g, "learning_rate", t.learning_rate);
-  if (!t.adam_m.empty()) h5::write_floats(f, p + "/adam_m", {int64_t(t.adam_m.size())}, t.adam_m.data());
-  if (!t.adam_v.empty()) h5::write_floats(f, p + "/adam_v", {int64_t(t.adam_v.size())}, t.adam_v.data());
+  h5::write_floats(f, p + "/adam_m", {int64_t(t.adam_m.size())}, t.adam_m.data());
+  h5::write_floats(f, p + "/adam_v", {int64_t(t.adam_v.size())}, t.adam_v.data());
   h5::write_string_dataset(f, p + "/rng_state", t.rng_state);
   h5::write_string_dataset(f, p + "/config_json", t.config_json);
   h5::write_string_dataset(f, p + "/scheduler_json", t.scheduler_json);
@@ -294,7 +298,7 @@ void validate_save(const ParamTable& table, const std::vector<float>& params, co
             meta.class_names.size(), " class names for ", meta.classes, " classes");
   if (training)
     for (const auto* v : {&training->adam_m, &training->adam_v})
-      CXR_CHECK(v->empty() || int64_t(v->size()) == table.trainable_count(), "Adam moments hold ", v->size(),
+      CXR_CHECK(int64_t(v->size()) == table.trainable_count(), "Adam moments hold ", v->size(),
                 " floats, the parameters ", table.trainable_count());
 }
 

@@ -28,7 +28,7 @@ struct ModelMeta {
 
 // Everything needed to continue training exactly where it stopped.
 struct TrainingState {
-  std::vector<float> adam_m, adam_v;  // Adam moments, laid out like the parameter buffer
+  std::vector<float> adam_m, adam_v;  // Adam moments, laid out like the parameter buffer (both required)
   int64_t step = 0;                   // optimizer steps taken
   int64_t epoch = 0;                  // completed epochs
   double learning_rate = 0;           // current (after any plateau reductions)

@@ -89,12 +89,41 @@ std::string cut_slot(const char* slot, size_t size, H5T_str_t pad) {
   return std::string(slot, strnlen(slot, size));  // NULLTERM, NULLPAD: a full slot has no NUL
 }
 
+// The bytes of the file that holds obj (0 when unknown).
+uint64_t file_bytes(hid_t obj) {
+  Handle f(H5Iget_file_id(obj), H5Fclose);
+  hsize_t size = 0;
+  if (!f.valid() || H5Fget_filesize(f, &size) < 0) return 0;
+  return size;
+}
+
+// Whether obj is a dataset stored through filters (compression): its bytes may exceed the file's.
+bool filtered(hid_t obj) {
+  if (H5Iget_type(obj) != H5I_DATASET) return false;  // attributes are stored as they are
+  Handle dcpl(H5Dget_create_plist(obj), H5Pclose);
+  return dcpl.valid() && H5Pget_nfilters(dcpl) > 0;
+}
+
 // obj: an attribute or a dataset of class H5T_STRING.
+// Note [declared string sizes]: the count and the fixed length come from the file's header, and were
+// allocated before the read could fail: a mutated 9,792-byte packed file declaring its 6 names
+// 536,870,928 bytes long made us allocate 3 GiB (fuzz_packed, 2026-12-07). Unfiltered data lies in the file, so it cannot
+// declare more bytes than the file has; a variable-length string takes at least its 16-byte heap
+// reference there. Filtered (compressed) data is bounded by 1032 times the file, deflate's largest
+// ratio (no cxr writer compresses strings; Keras' and h5py's are attributes, never filtered).
 std::vector<std::string> read_strings(hid_t obj, hid_t type, hid_t space, const std::string& what) {
   const hssize_t n = H5Sget_simple_extent_npoints(space);
   std::vector<std::string> out;
   if (n <= 0) return out;
-  if (H5Tis_variable_str(type) > 0) {
+  const uint64_t have = file_bytes(obj);
+  const bool variable = H5Tis_variable_str(type) > 0;
+  const uint64_t each = variable ? 16 : uint64_t(H5Tget_size(type));
+  const uint64_t bound = filtered(obj) ? have * 1032 : have;
+  if (have > 0 && each > 0 && uint64_t(n) > bound / each)
+    CXR_FAIL("cannot read strings of ", what, ": ", n, variable ? " variable-length strings" : " strings of ",
+             variable ? "" : std::to_string(each) + " bytes", " declared, more than the file's ", have,
+             " bytes can hold");
+  if (variable) {
     Handle mt = string_type(true);
     H5Tset_cset(mt, H5Tget_cset(type));
     std::vector<char*> p(size_t(n), nullptr);

@@ -289,6 +289,55 @@ bool decode_png8(const uint8_t* data, size_t size, GreyImage* out) {
 
 namespace {
 std::atomic<int64_t> g_max_image_pixels{kDefaultMaxImagePixels};
+
+// Note [PNG chunk lengths]
+// ~~~~~~~~~~~~~~~~~~~~~~~~
+// stb_image 2.27 (Debian's) trusts an IDAT chunk's declared length: it grows its IDAT buffer
+// (doubling what it holds) until the declared bytes fit, and only then finds that the file ends
+// sooner. A 2,269-byte PNG whose chunk declares a length far past the file's end made it allocate
+// 2 GiB (found by tests/fuzz/fuzz_png.cpp; RELIABILITY.md, png finding 5). So before stb_image or the
+// fast path sees a PNG, its chunks are walked here up to IEND (8-byte signature, then per chunk a
+// 4-byte big-endian length, a 4-byte type, the data, a 4-byte CRC), and a chunk whose declared length
+// exceeds the PNG limit of 2^31 - 1 or runs past the end of the file is refused with one line. Then
+// no chunk's length can exceed the file's size, and stb's buffer stays under twice the file. A file
+// without IEND, or one that ends inside the last CRC, is left to the decoders as before (stb_image
+// refuses the first and reads the second).
+std::string chunk_name(const uint8_t* t) {
+  std::string s;
+  for (int i = 0; i < 4; ++i) {
+    if (t[i] >= 0x20 && t[i] < 0x7F && t[i] != '\\') {
+      s += static_cast<char>(t[i]);
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02X", t[i]);
+      s += hex;
+    }
+  }
+  return s;
+}
+
+bool png_chunks_fit(const uint8_t* data, size_t size, std::string* error) {
+  static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (size < 8 || std::memcmp(data, sig, 8) != 0) return true;  // not a PNG
+  size_t p = 8;
+  while (size - p >= 8) {
+    const uint32_t len = be32(data + p);
+    const uint8_t* type = data + p + 4;
+    const size_t left = size - p - 8;  // bytes after this chunk's length and type
+    if (len > uint32_t(INT32_MAX) || len > left) {
+      *error = "cannot decode: PNG chunk '" + chunk_name(type) + "' at byte " + std::to_string(p) + " declares " +
+               std::to_string(len) + " bytes of data, but " +
+               (len > uint32_t(INT32_MAX) ? std::string("a PNG chunk holds at most 2147483647")
+                                          : "the file ends " + std::to_string(left) + " bytes later") +
+               " (a damaged or truncated PNG)";
+      return false;
+    }
+    if (std::memcmp(type, "IEND", 4) == 0) return true;
+    p += 12 + size_t(len);
+    if (p > size) return true;  // the last chunk's CRC is cut
+  }
+  return true;
+}
 }  // namespace
 
 void set_max_image_pixels(int64_t pixels) { g_max_image_pixels.store(pixels, std::memory_order_relaxed); }
@@ -303,6 +352,7 @@ bool decode_grey_memory(const uint8_t* data, size_t size, GreyImage* out, std::s
     *error = "file too large";
     return false;
   }
+  if (!png_chunks_fit(data, size, error)) return false;  // Note [PNG chunk lengths]
   int w = 0, h = 0, ch = 0;  // the header alone (stb_image reads no pixel for this)
   if (stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &ch) && int64_t(w) * h > max_image_pixels()) {
     *error = "image of " + std::to_string(w) + " x " + std::to_string(h) + " pixels exceeds the limit of " +

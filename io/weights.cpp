@@ -345,6 +345,18 @@ ModelMatch match_names(const WeightFile& file) {
     cfg.blocks.push_back(l);
   }
   cfg.classes = m.head ? m.head->classes : 1;
+  // The widths come from the file's kernel shapes: one declaring 1.5e18 channels made the parameter
+  // count overflow int64 while the table was built (UBSan; found by fuzz_weights). DenseNets use tens
+  // to hundreds of channels; 65536 keeps every product of widths and depths a file can name far
+  // inside int64.
+  constexpr int64_t kMaxWidth = int64_t(1) << 16;
+  for (const auto& [what, v] : {std::pair{"stem", cfg.stem}, std::pair{"bottleneck", cfg.bottleneck},
+                                std::pair{"growth", cfg.growth}, std::pair{"classes", cfg.classes}})
+    if (v < 1 || v > kMaxWidth) {
+      m.problems.push_back(std::string("the kernels' shapes give ") + what + " " + std::to_string(v) +
+                           ", outside 1.." + std::to_string(kMaxWidth));
+      return m;
+    }
   const bool standard = cfg.growth == 32 && cfg.bottleneck == 128 && cfg.stem == 64;
   cfg.arch = "densenet";
   for (const char* a : {"densenet121", "densenet169", "densenet201"})

@@ -198,6 +198,100 @@ TEST(DataImage, BrokenFilesGiveReasons) {
   EXPECT_EQ(err, "cannot open file");
 }
 
+// stb_image 2.27's uncompressed TGA reader ignored a short read: a 2.5 KB file declaring 42470 x 5449
+// RGB pixels (found by fuzz_png) came back as an image of uninitialised heap memory. A truncated TGA
+// is refused (Note [stb_image's fixes] in io/CMakeLists.txt); a whole one still decodes.
+TEST(DataImage, TruncatedTgaIsRefused) {
+  const int w = 16, h = 8;
+  auto grey = random_grey(w, h, 13);
+  std::string tga(18, '\0');
+  tga[2] = 2;  // uncompressed true colour
+  tga[12] = char(w), tga[14] = char(h), tga[16] = 24;
+  tga[17] = 0x20;  // rows stored top to bottom
+  for (uint8_t v : grey) tga += std::string(3, char(v));  // B = G = R
+  GreyImage img;
+  std::string err;
+  auto decode = [&](const std::string& b) {
+    return decode_grey_memory(reinterpret_cast<const uint8_t*>(b.data()), b.size(), &img, &err);
+  };
+  ASSERT_TRUE(decode(tga)) << err;
+  EXPECT_EQ(img.pixels, grey);
+  EXPECT_FALSE(decode(tga.substr(0, tga.size() - 1)));  // one byte short of the last row
+  EXPECT_EQ(err, "cannot decode: Corrupt TGA");
+  const std::string found = cxr::io::read_text_file(
+      cxr::test::source_path("tests/fuzz/corpus/png/regression-stb-tga-truncated.tga"));
+  EXPECT_FALSE(decode(found));
+  EXPECT_EQ(err, "cannot decode: Corrupt TGA");
+}
+
+// A chunk whose declared length runs past the end of the file made stb_image 2.27 grow its IDAT
+// buffer to 2 GiB before it found the file too short (found by fuzz_png; Note [PNG chunk lengths] in
+// io/image.cpp). Such a PNG is refused, naming the chunk, where it starts, what it declares and what
+// the file holds, before any decoder sees it. The exact text is the check: without the fix the file
+// reaches stb_image, whose refusal ("cannot decode: Corrupt PNG", or "Out of memory" where the 2 GiB
+// cannot be had) differs, and only after the allocation.
+TEST(DataImage, PngChunkLongerThanTheFileIsRefusedBeforeDecoding) {
+  GreyImage img;
+  std::string err;
+  // The fuzzer's input (2,269 bytes; its second IDAT declares 1,845,494,713 bytes, 1,072 follow).
+  const std::string found = cxr::test::source_path("tests/fuzz/corpus/png/regression-stb-idat-length-past-end.png");
+  EXPECT_FALSE(decode_grey(found, &img, &err));
+  EXPECT_EQ(err,
+            "cannot decode: PNG chunk 'IDAT' at byte 1189 declares 1845494713 bytes of data, but the file ends "
+            "1072 bytes later (a damaged or truncated PNG)");
+
+  // The same on a valid PNG: it decodes (both paths), then with its IDAT length raised it does not.
+  auto grey = random_grey(40, 30, 11);
+  ScratchDir dir("png_chunk_len");
+  write_png(dir / "ok.png", grey.data(), 40, 30, 1);
+  const std::string ok = cxr::io::read_text_file(dir / "ok.png");
+  auto decode = [&](const std::string& bytes, bool fast) {
+    return decode_grey_memory(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), &img, &err, fast);
+  };
+  for (bool fast : {true, false}) {
+    ASSERT_TRUE(decode(ok, fast)) << err;
+    EXPECT_EQ(img.pixels, grey);
+  }
+  const size_t idat = ok.find("IDAT");
+  ASSERT_NE(idat, std::string::npos);
+  const size_t at = idat - 4;  // the chunk starts with its length
+  const uint32_t len = (uint32_t(uint8_t(ok[at])) << 24) | (uint32_t(uint8_t(ok[at + 1])) << 16) |
+                       (uint32_t(uint8_t(ok[at + 2])) << 8) | uint32_t(uint8_t(ok[at + 3]));
+  const size_t left = ok.size() - at - 8;  // data, CRC and the IEND chunk (12 bytes)
+  ASSERT_EQ(left, len + 4 + 12) << "stb_image_write writes one IDAT, then IEND";
+  auto with_length = [&](uint32_t n) {
+    std::string b = ok;
+    for (int k = 0; k < 4; ++k) b[at + k] = char(n >> (24 - 8 * k));
+    return b;
+  };
+  // One byte past the end is refused; exactly to the end is left to the decoders (which refuse it
+  // for the missing IEND, as before).
+  for (bool fast : {true, false}) {
+    EXPECT_FALSE(decode(with_length(uint32_t(left) + 1), fast));
+    EXPECT_EQ(err, "cannot decode: PNG chunk 'IDAT' at byte " + std::to_string(at) + " declares " +
+                       std::to_string(left + 1) + " bytes of data, but the file ends " + std::to_string(left) +
+                       " bytes later (a damaged or truncated PNG)");
+    EXPECT_FALSE(decode(with_length(uint32_t(left)), fast));
+    EXPECT_EQ(err.find("declares"), std::string::npos) << err;
+    EXPECT_FALSE(decode(with_length(0x80000000u), fast));
+    EXPECT_EQ(err, "cannot decode: PNG chunk 'IDAT' at byte " + std::to_string(at) +
+                       " declares 2147483648 bytes of data, but a PNG chunk holds at most 2147483647 (a damaged or "
+                       "truncated PNG)");
+  }
+  // A chunk type that is not text is shown escaped.
+  std::string odd = with_length(0xFFFFFFFFu);
+  odd[idat] = '\x01';
+  EXPECT_FALSE(decode(odd, true));
+  EXPECT_NE(err.find("PNG chunk '\\x01DAT' at byte"), std::string::npos) << err;
+  // What stb_image accepted before still decodes: bytes after IEND are not walked, and an IEND cut
+  // before its CRC is read by stb_image as it was.
+  for (const std::string& b : {ok + std::string("\x7F\xFF\xFF\xFFIDAT", 8), ok.substr(0, ok.size() - 4)})
+    for (bool fast : {true, false}) {
+      ASSERT_TRUE(decode(b, fast)) << err;
+      EXPECT_EQ(img.pixels, grey);
+    }
+}
+
 // An 8-bit PNG whose rows are filtered with types 0-4 (none, sub, up, average, paeth), applied here
 // from the specification, in stored deflate blocks: every filter, independent of stb. Rows 2p and
 // 2p + 1 get (q % 5, q / 5 % 5) with q = p + 11 * shift, so shifts 0-4 of a 23-row image give every

@@ -131,6 +131,39 @@ TEST_F(IsolatedRead, WhatTheFuzzersFoundInLibhdf5IsAnError) {
   } catch (const Error& e) {
     EXPECT_TRUE(contains(e.what(), overflow + ": ")) << e.what();
   }
+  // A damaged global heap under the variable-length layer names: H5HG_read (from H5T__conv_vlen)
+  // copies from a wild address; in-process this file kills a Release build with SIGSEGV
+  // (fuzz_checkpoint, 2026-12-07).
+  const std::string segv = test::source_path("tests/fuzz/library_findings/hdf5-H5HG_read-vlen-segv-checkpoint.h5");
+  std::vector<float> params(size_t(table.trainable_count()), 0.5f), state(size_t(table.state_count()), 0.5f);
+  try {
+    load_weights(segv, table, params, state, HeadPolicy::LoadOrInit, 1);
+    ADD_FAILURE() << segv << " loaded";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), segv + ": ")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "crashed") || contains(e.what(), "abnormally")) << e.what();
+  }
+  EXPECT_EQ(params, std::vector<float>(params.size(), 0.5f)) << "nothing was loaded";
+  // A packed file whose /labels layout is damaged: H5Dread (H5D__select_read, H5VM_memcpyvv) reads
+  // from address 0; in-process it kills a Release build with SIGSEGV (fuzz_packed, 2026-12-07).
+  const std::string null_read = test::source_path("tests/fuzz/library_findings/hdf5-H5D__select_read-null-read-packed.h5");
+  try {
+    PackedDataset d(null_read);
+    ADD_FAILURE() << null_read << " opened";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), null_read + ": ")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "crashed") || contains(e.what(), "abnormally")) << e.what();
+  }
+  // A weight file whose object header address is damaged: H5F__accum_read (under H5Oget_info) copies
+  // from address 0; in-process it kills a Release build with SIGSEGV (fuzz_weights, 2026-12-07).
+  const std::string accum = test::source_path("tests/fuzz/library_findings/hdf5-H5F__accum_read-null-read-weights.h5");
+  try {
+    (void)scan_weight_file(accum);
+    ADD_FAILURE() << accum << " scanned";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), accum + ": ")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "crashed") || contains(e.what(), "abnormally")) << e.what();
+  }
 }
 
 // GDCM 3.0.21 as Debian builds it keeps its assertions: these damaged headers abort the process

@@ -416,6 +416,66 @@ TEST(WeightsCheckpoint, SaveLoadRoundTripIsBitExact) {
   EXPECT_FALSE(io::read_model_meta(fixture("keras2_reduced.h5")).has_value());
 }
 
+// The DenseNet's widths are read from the file's kernel shapes: a stem of 1.5e18 channels made the
+// parameter count overflow int64 (UBSan; found by fuzz_weights). Widths outside 1..65536 are a
+// problem of the match, not a table to build.
+TEST(WeightsIdentify, WidthsBeyondAnyDenseNetAreAProblemNotAModel) {
+  auto file_with_stem = [](int64_t stem) {
+    io::WeightFile f;
+    f.tensors.push_back({"conv1/conv", "kernel", "/conv1/conv/conv1/conv/kernel:0", {7, 7, 3, stem}, "float32", "", 0});
+    f.tensors.push_back({"conv2_block1_1_conv", "kernel", "/a", {1, 1, stem, 128}, "float32", "", 0});
+    f.tensors.push_back({"conv2_block1_2_conv", "kernel", "/b", {3, 3, 128, 32}, "float32", "", 0});
+    return f;
+  };
+  const auto huge = io::identify_model(file_with_stem(1513209474796486740));
+  EXPECT_FALSE(huge.config.has_value());
+  ASSERT_EQ(huge.problems.size(), 1u);
+  EXPECT_EQ(huge.problems[0], "the kernels' shapes give stem 1513209474796486740, outside 1..65536");
+  EXPECT_EQ(io::identify_model(file_with_stem(0)).problems.at(0), "the kernels' shapes give stem 0, outside 1..65536");
+  // A stem of 64 passes this check and goes on to the names (these three kernels are not a whole DenseNet).
+  const auto small = io::identify_model(file_with_stem(64));
+  ASSERT_FALSE(small.problems.empty());
+  EXPECT_EQ(small.problems[0].find("the kernels' shapes give"), std::string::npos) << small.problems[0];
+}
+
+// A training state missing one Adam moment (a damaged link; found by fuzz_checkpoint) was read with
+// that moment empty, and a resume went on without restoring it. Now it is refused, naming the file and
+// the dataset; no writer stores such a state.
+TEST(WeightsCheckpoint, ATrainingStateWithoutBothAdamMomentsIsRefused) {
+  const std::string dir = temp_dir();
+  const Saved a = random_model(13);
+  const std::string good = dir + "/ck_moments.h5";
+  io::save_checkpoint(good, a.table, a.params, a.state, a.meta, &a.training);
+  for (const std::string moment : {"adam_m", "adam_v"}) {
+    const std::string path = dir + "/ck_no_" + moment + ".h5";
+    fs::copy_file(good, path, fs::copy_options::overwrite_existing);
+    {
+      h5::Handle f = open_rw(path);
+      ASSERT_GE(H5Ldelete(f, ("/cxr/training_state/" + moment).c_str(), H5P_DEFAULT), 0);
+    }
+    std::vector<float> p, s;
+    std::optional<io::ModelMeta> meta;
+    std::optional<io::TrainingState> t;
+    try {
+      io::load_weights(path, a.table, p, s, io::HeadPolicy::Require, 0, &meta, &t);
+      ADD_FAILURE() << "a training state without " << moment << " was loaded";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(path), std::string::npos) << what;
+      EXPECT_NE(what.find("dataset /cxr/training_state/" + moment + ": expected the Adam moment of shape [" +
+                          std::to_string(a.params.size()) + "], found none"),
+                std::string::npos)
+          << what;
+    }
+    // As with a moment of the wrong shape, the file is refused whether or not the caller asks for
+    // its training state (the state is read and checked either way).
+    EXPECT_THROW(io::load_weights(path, a.table, p, s, io::HeadPolicy::Require, 0, &meta, nullptr), Error);
+  }
+  io::TrainingState no_v = a.training;
+  no_v.adam_v.clear();
+  EXPECT_THROW(io::save_checkpoint(dir + "/ck_no_v_written.h5", a.table, a.params, a.state, a.meta, &no_v), Error);
+}
+
 TEST(WeightsCheckpoint, WritesTheLegacyKerasLayout) {
   const std::string path = temp_dir() + "/m.h5";
   const Saved a = random_model(3);

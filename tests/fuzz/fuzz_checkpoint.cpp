@@ -4,6 +4,7 @@
 // either loads or throws cxr::Error, and a refused load leaves the buffers as they were.
 #include <cstdlib>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "engine/error.h"
@@ -29,8 +30,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::optional<cxr::io::TrainingState> training;
   try {
     (void)cxr::io::load_weights(path, table, params, state, cxr::io::HeadPolicy::Require, 1, &meta, &training);
-    if (training && (training->adam_m.size() != params.size() || training->adam_v.size() != params.size()))
-      std::abort();  // moments of another length accepted
+    if (training && (training->adam_m.size() != params.size() || training->adam_v.size() != params.size())) {
+      const std::string sizes = "adam_m " + std::to_string(training->adam_m.size()) + ", adam_v " +
+                                std::to_string(training->adam_v.size()) + ", parameters " + std::to_string(params.size());
+      cxr::fuzz::explain("moments of another length accepted", sizes.c_str());
+      std::abort();
+    }
     cxr::fuzz::explain(training ? "loaded with training state" : "loaded");
   } catch (const cxr::Error& e) {
     cxr::fuzz::explain("refused", e.what());
