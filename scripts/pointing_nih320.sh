@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Localisation on real data: trains DenseNet121 from scratch on the 1,091 NIH images with official
-# boxes in ../shared/data/nih-320 (patient-wise 70/10/20 split, resized to SIZE), then runs Grad-CAM
-# on the test images that have boxes and reports the pointing game per class. From scratch on so few
-# images the score is modest; it is recorded as measured in VALIDATION.md.
+# boxes in ../shared/data/nih-320 (patient-wise 70/10/20 split, resized to SIZE), then runs every
+# class-activation method at every level on the test images (scripts/cam_compare.sh: pointing game,
+# energy pointing game, IoBB, faithfulness, side by side) and the per-class table of the best one.
+# From scratch on so few images the scores are modest; they are recorded as measured in VALIDATION.md.
 #
 #   scripts/pointing_nih320.sh [OUT_DIR] [EPOCHS] [SIZE] [DEVICE]
 set -euo pipefail
@@ -20,5 +21,9 @@ rm -rf "$out" && mkdir -p "$out"
 "$cxr" train --data "$out/data.h5" --out "$out/run" --device "$device" --epochs "$epochs" --batch 16 \
   --lr 1e-3 --bn-momentum 0.9 --monitor auc --plateau-patience 2 --seed 1 --quiet
 "$cxr" split-check --data "$out/data.h5" --list test | sed "s|^|$src/images/|" >"$out/test_images.txt"
+CXR="$cxr" scripts/cam_compare.sh "$out/run/best.h5" "$out/test_images.txt" "$src/BBox_List_2017.csv" "$out" "$device" \
+  | tee "$out/cam_compare.md"
+best=$(sed -n 3p "$out/cam_compare.md" | awk -F' [|] ' '{print $1" "$2}' | tr -d '|' | xargs)
+read -r method layer <<<"$best"
 "$cxr" gradcam --weights "$out/run/best.h5" --out "$out/gradcam" --boxes "$src/BBox_List_2017.csv" \
-  --top-k 1 --device "$device" --quiet "$out/test_images.txt" | tail -18
+  --top-k 1 --device "$device" --method "$method" --layer "$layer" --quiet "$out/test_images.txt" | tail -20
