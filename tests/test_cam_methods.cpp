@@ -6,12 +6,14 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "engine/init.h"
 #include "engine/model.h"
 #include "io/classes.h"
+#include "io/csv.h"
 #include "io/hdf5.h"
 #include "test_data_util.h"
 #include "test_util.h"
@@ -239,11 +241,22 @@ TEST(CamMethods, CliFusedLayerCamScoresAndFaithfulness) {
   RunResult run = run_cxr(dir, "synth --out " + dir / "synth" + " --patients 6 --size 64 --seed 5");
   ASSERT_EQ(run.status, 0) << run.err;
   save_random_densenet121(dir / "model.h5", {}, 64, 9);
+  // Four images with boxes, one batch: each class is a backward pass, then the faithfulness passes.
+  std::vector<std::string> boxed;
+  for (const io::BBox& b : io::read_bbox_csv(dir / "synth/BBox_List_2017.csv"))
+    if (boxed.size() < 4 && std::find(boxed.begin(), boxed.end(), b.image) == boxed.end())
+      boxed.push_back(b.image);
+  ASSERT_EQ(boxed.size(), 4u);
+  {
+    std::ofstream list(dir / "boxed.txt");
+    for (const auto& name : boxed) list << dir / ("synth/images/" + name) << "\n";
+  }
+  const std::string images = dir / "boxed.txt";
   const std::string base = "gradcam --weights " + dir / "model.h5" +
                            " --batch 4 --device cpu --quiet --boxes " + dir / "synth/BBox_List_2017.csv" +
                            " --top-k 1 ";
-  run = run_cxr(dir, base + "--method layercam --layer fuse --faithfulness 10 --json --out " + dir / "cam " +
-                         dir / "synth/images");
+  run = run_cxr(
+      dir, base + "--method layercam --layer fuse --faithfulness 10 --json --out " + dir / "cam " + images);
   ASSERT_EQ(run.status, 0) << run.err;
   const json r = json::parse(run.out);
   EXPECT_EQ(r["method"], "layercam");
@@ -272,17 +285,17 @@ TEST(CamMethods, CliFusedLayerCamScoresAndFaithfulness) {
   EXPECT_TRUE(f["mean_drop_random"].is_number());
 
   // The table form prints the scores and the faithfulness line.
-  run = run_cxr(dir, base + "--method gradcam++ --layer block2 --faithfulness 5 --out " + dir / "cam2 " +
-                         dir / "synth/images");
+  run = run_cxr(dir,
+                base + "--method gradcam++ --layer block2 --faithfulness 5 --out " + dir / "cam2 " + images);
   ASSERT_EQ(run.status, 0) << run.err;
   EXPECT_NE(run.out.find("faithfulness (gradcam++, block2)"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("overall"), std::string::npos) << run.out;
 
   // Bad choices: one line naming the choices, non-zero exit.
-  run = run_cxr(dir, base + "--method scorecam --out " + dir / "cam3 " + dir / "synth/images");
+  run = run_cxr(dir, base + "--method scorecam --out " + dir / "cam3 " + images);
   EXPECT_NE(run.status, 0);
   EXPECT_NE(run.err.find("layercam"), std::string::npos) << run.err;
-  run = run_cxr(dir, base + "--layer block1 --out " + dir / "cam3 " + dir / "synth/images");
+  run = run_cxr(dir, base + "--layer block1 --out " + dir / "cam3 " + images);
   EXPECT_NE(run.status, 0);
   EXPECT_NE(run.err.find("fuse"), std::string::npos) << run.err;
 }
