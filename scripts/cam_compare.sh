@@ -4,7 +4,7 @@
 # levels into OUT/localisation/<method>_<layer>/ and prints one Markdown table (pointing game over all
 # pairs and over true positives, energy-based pointing game, share of boxes found at IoBB >= 0.5,
 # mean probability drop when the map's top 10% of pixels or as many random ones are blurred), best
-# first by the true-positive pointing game. The report (`cxr report`) shows the same table.
+# first by the true-positive pointing game. `cxr report` shows the runs in localisation/ side by side.
 #
 #   scripts/cam_compare.sh MODEL IMAGES_LIST BOXES OUT [DEVICE] [EXTRA gradcam FLAGS...]
 set -euo pipefail
