@@ -88,7 +88,7 @@ std::vector<int> selected_classes(const std::vector<std::string>& args,
 
 // The maps of one batch: for image i, the classes to explain and the boxes of each class.
 struct BatchPlan {
-  std::vector<std::vector<int>> todo;
+  std::vector<std::vector<int>> classes_of;  // per image: the classes to explain, in order
   std::vector<std::map<int, std::vector<PixelBox>>> boxes;
   size_t rounds = 0;  // backward passes: the longest class list
 };
@@ -190,11 +190,11 @@ std::vector<float> GradcamJob::forward(const uint8_t* pixels, int64_t n) {
 // The classes of each image: the selection (--class, --top-k or --all), then any class with boxes.
 BatchPlan GradcamJob::plan(const std::vector<float>& logits, int64_t n) const {
   BatchPlan p;
-  p.todo.resize(size_t(n));
+  p.classes_of.resize(size_t(n));
   p.boxes.resize(size_t(n));
   const double box_scale = double(S_) / opt_.box_frame;
   for (int64_t i = 0; i < n; ++i) {
-    auto& list = p.todo[size_t(i)];
+    auto& list = p.classes_of[size_t(i)];
     if (opt_.all) {
       for (int k = 0; k < int(K_); ++k) list.push_back(k);
     } else if (opt_.top_k > 0) {
@@ -308,7 +308,7 @@ void GradcamJob::flush() {
   for (size_t r = 0; r < p.rounds; ++r) {
     std::vector<int> cls(size_t(N_), -1);
     for (int64_t i = 0; i < n; ++i)
-      if (r < p.todo[size_t(i)].size()) cls[size_t(i)] = p.todo[size_t(i)][r];
+      if (r < p.classes_of[size_t(i)].size()) cls[size_t(i)] = p.classes_of[size_t(i)][r];
     const std::vector<float> all = cam_.compute(cls);  // one backward pass for the round
     for (int64_t i = 0; i < n; ++i) {
       const int k = cls[size_t(i)];
