@@ -66,50 +66,86 @@ void batchnorm_apply(const View<T>& y, const View<T>& x, const T* gamma, const T
     }
 }
 
-// The backward of batchnorm_apply; with Relu (fused ReLU), dy is the gradient w.r.t. the ReLU output
-// and counts only where the apply's output was positive, recomputed from x with the apply's float
-// arithmetic (so the mask is the forward's exactly): one pass over the tensor fewer than
-// relu_backward followed by the plain backward.
+// The backward of batchnorm_apply, per channel in two halves: the sums, then dx from them. With
+// Relu (fused ReLU), dy is the gradient w.r.t. the ReLU output and counts only where the apply's
+// output was positive, recomputed from x with the apply's float arithmetic (so the mask is the
+// forward's exactly): one pass over the tensor fewer than relu_backward followed by the plain
+// backward.
+namespace {
+
+// The apply's scale and shift of channel c, for the ReLU mask (unused without Relu).
+template <typename T, bool Relu>
+struct BnMask {
+  T scale = T(0), shift = T(0);
+  BnMask(const T* gamma, const T* beta, const T* mean, const T* invstd, int64_t c) {
+    if constexpr (Relu) scale = gamma[c] * invstd[c], shift = beta[c] - mean[c] * scale;
+  }
+  T operator()(T g, T p) const {
+    if constexpr (Relu) return p * scale + shift > T(0) ? g : T(0);
+    return g;
+  }
+};
+
+// sdy = sum dy', sdyx = sum dy' * xhat over channel c's N*H*W elements, in double.
+template <typename T, bool Relu>
+void bn_channel_sums(double& sdy_out, double& sdyx_out, const View<T>& dy, const View<T>& x, int64_t c,
+                     const BnMask<T, Relu>& mask, const T* mean, const T* invstd) {
+  const int64_t N = x.n(), HW = x.h() * x.w();
+  const double m = double(mean[c]), is = double(invstd[c]);
+  double sdy = 0, sdyx = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const T *g = dy.plane(n, c), *p = x.plane(n, c);
+#pragma omp simd reduction(+ : sdy, sdyx)
+    for (int64_t i = 0; i < HW; ++i) {
+      const T gi = mask(g[i], p[i]);
+      sdy += double(gi);
+      sdyx += double(gi) * (double(p[i]) - m) * is;
+    }
+  }
+  sdy_out = sdy;
+  sdyx_out = sdyx;
+}
+
+// dx (=|+=) gamma * invstd * (dy' - sdy / count - xhat * sdyx / count) over channel c.
+template <typename T, bool Relu>
+void bn_channel_dx(const View<T>& dx, bool acc, const View<T>& dy, const View<T>& x, int64_t c,
+                   const BnMask<T, Relu>& mask, const T* gamma, const T* mean, const T* invstd, double sdy,
+                   double sdyx, double count) {
+  const int64_t N = x.n(), HW = x.h() * x.w();
+  const double m = double(mean[c]), is = double(invstd[c]);
+  const double mdy = sdy / count, mdyx = sdyx / count, k = double(gamma[c]) * is;
+  for (int64_t n = 0; n < N; ++n) {
+    const T *g = dy.plane(n, c), *p = x.plane(n, c);
+    T* d = dx.plane(n, c);
+#pragma omp simd
+    for (int64_t i = 0; i < HW; ++i) {
+      const T gi = mask(g[i], p[i]);
+      const T v = T(k * (double(gi) - mdy - (double(p[i]) - m) * is * mdyx));
+      d[i] = acc ? d[i] + v : v;
+    }
+  }
+}
+
 template <typename T, bool Relu>
 void batchnorm_backward_impl(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy,
                              const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd) {
   if (dy.shape != x.shape || dx.shape != x.shape)
     CXR_FAIL("batchnorm_backward: dx ", dx.shape.str(), ", dy ", dy.shape.str(), ", x ", x.shape.str());
-  const int64_t N = x.n(), C = x.c(), HW = x.h() * x.w();
-  const double count = double(N * HW);
+  const int64_t C = x.c();
+  const double count = double(x.n() * x.h() * x.w());
   const bool acc = mode == GradMode::Accumulate;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    const double m = double(mean[c]), is = double(invstd[c]);
-    T scale = T(0), shift = T(0);
-    if constexpr (Relu) scale = gamma[c] * invstd[c], shift = beta[c] - mean[c] * scale;
+    const BnMask<T, Relu> mask(gamma, beta, mean, invstd, c);
     double sdy = 0, sdyx = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      const T *g = dy.plane(n, c), *p = x.plane(n, c);
-#pragma omp simd reduction(+ : sdy, sdyx)
-      for (int64_t i = 0; i < HW; ++i) {
-        T gi = g[i];
-        if constexpr (Relu) gi = p[i] * scale + shift > T(0) ? gi : T(0);
-        sdy += double(gi);
-        sdyx += double(gi) * (double(p[i]) - m) * is;
-      }
-    }
+    bn_channel_sums<T, Relu>(sdy, sdyx, dy, x, c, mask, mean, invstd);
     dgamma[c] = T(sdyx);
     dbeta[c] = T(sdy);
-    const double mdy = sdy / count, mdyx = sdyx / count, k = double(gamma[c]) * is;
-    for (int64_t n = 0; n < N; ++n) {
-      const T *g = dy.plane(n, c), *p = x.plane(n, c);
-      T* d = dx.plane(n, c);
-#pragma omp simd
-      for (int64_t i = 0; i < HW; ++i) {
-        T gi = g[i];
-        if constexpr (Relu) gi = p[i] * scale + shift > T(0) ? gi : T(0);
-        const T v = T(k * (double(gi) - mdy - (double(p[i]) - m) * is * mdyx));
-        d[i] = acc ? d[i] + v : v;
-      }
-    }
+    bn_channel_dx<T, Relu>(dx, acc, dy, x, c, mask, gamma, mean, invstd, sdy, sdyx, count);
   }
 }
+
+}  // namespace
 
 template <typename T>
 void batchnorm_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy,
