@@ -135,10 +135,49 @@ __global__ void bn_apply_kernel(ViewT<Index> y, ViewT<Index> x, const float* gam
   }
 }
 
+// The backward in two halves per channel (the sums, then dx from them), as
+// kernels/cpu/batchnorm_cpu.cpp has them. Relu: dy
+// counts only where bn_apply_kernel's output was positive, recomputed from x with its arithmetic
+// (the same _rn operations); BnMask holds the apply's scale and shift of one channel.
+template <bool Relu>
+struct BnMask {
+  float scale = 0.0f, shift = 0.0f;
+  __device__ BnMask(const float* gamma, const float* beta, const float* mean, const float* invstd, int64_t c) {
+    if (Relu) {
+      scale = __fmul_rn(gamma[c], invstd[c]);
+      shift = __fsub_rn(beta[c], __fmul_rn(mean[c], scale));
+    }
+  }
+  __device__ float operator()(float g, float p) const {
+    return Relu && !(__fadd_rn(__fmul_rn(p, scale), shift) > 0.0f) ? 0.0f : g;
+  }
+};
+
+// sdy = sum dy', sdyx = sum dy' * xhat over channel c, in double, by the whole block (every thread
+// must call it: it synchronises); the totals are returned to every thread.
+template <bool Relu, typename Index>
+__device__ void bn_block_sums(double& sdy_out, double& sdyx_out, ViewT<Index> dy, ViewT<Index> x, Index c,
+                              const BnMask<Relu>& mask, double m, double is) {
+  const Index per_channel = x.n * x.hw;
+  double sdy = 0, sdyx = 0;
+  for (Index j = threadIdx.x; j < per_channel; j += blockDim.x) {
+    const float p = x.data[x.channel_offset(c, j)];
+    const float g = mask(dy.data[dy.channel_offset(c, j)], p);
+    sdy += g;
+    sdyx += double(g) * (double(p) - m) * is;
+  }
+  sdy_out = cuda::block_sum(sdy);
+  sdyx_out = cuda::block_sum(sdyx);
+}
+
+// One element's dx: k * (dy' - mean(dy') - xhat * mean(dy' * xhat)), k = gamma * invstd.
+__device__ float bn_dx(float g, float p, double m, double is, double k, double mdy, double mdyx) {
+  return float(k * (double(g) - mdy - (double(p) - m) * is * mdyx));
+}
+
 // Per channel: dgamma = sum dy*xhat, dbeta = sum dy (both =), then
 // dx (=|+=) gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)). The block finishes its channel's
-// sums before it writes dx, so dx may alias dy. Relu: dy counts only where bn_apply_kernel's output
-// was positive, recomputed from x with its arithmetic (the same _rn operations).
+// sums before it writes dx, so dx may alias dy.
 template <bool Relu, typename Index>
 __global__ void __launch_bounds__(kReduceThreads)
     bn_backward_kernel(ViewT<Index> dx, bool accumulate, float* dgamma, float* dbeta, ViewT<Index> dy,
@@ -148,21 +187,9 @@ __global__ void __launch_bounds__(kReduceThreads)
   const double count = double(per_channel);
   for (Index c = blockIdx.x; c < x.c; c += gridDim.x) {
     const double m = mean[c], is = invstd[c];
-    float scale = 0.0f, shift = 0.0f;
-    if (Relu) {
-      scale = __fmul_rn(gamma[c], invstd[c]);
-      shift = __fsub_rn(beta[c], __fmul_rn(mean[c], scale));
-    }
-    double sdy = 0, sdyx = 0;
-    for (Index j = threadIdx.x; j < per_channel; j += blockDim.x) {
-      const float p = x.data[x.channel_offset(c, j)];
-      float g = dy.data[dy.channel_offset(c, j)];
-      if (Relu && !(__fadd_rn(__fmul_rn(p, scale), shift) > 0.0f)) g = 0.0f;
-      sdy += g;
-      sdyx += double(g) * (double(p) - m) * is;
-    }
-    sdy = cuda::block_sum(sdy);
-    sdyx = cuda::block_sum(sdyx);
+    const BnMask<Relu> mask(gamma, beta, mean, invstd, c);
+    double sdy, sdyx;
+    bn_block_sums<Relu>(sdy, sdyx, dy, x, c, mask, m, is);
     if (threadIdx.x == 0) {
       dgamma[c] = float(sdyx);
       dbeta[c] = float(sdy);
@@ -170,9 +197,8 @@ __global__ void __launch_bounds__(kReduceThreads)
     const double mdy = sdy / count, mdyx = sdyx / count, k = double(gamma[c]) * is;
     for (Index j = threadIdx.x; j < per_channel; j += blockDim.x) {
       const float p = x.data[x.channel_offset(c, j)];
-      float g = dy.data[dy.channel_offset(c, j)];
-      if (Relu && !(__fadd_rn(__fmul_rn(p, scale), shift) > 0.0f)) g = 0.0f;
-      const float v = float(k * (double(g) - mdy - (double(p) - m) * is * mdyx));
+      const float g = mask(dy.data[dy.channel_offset(c, j)], p);
+      const float v = bn_dx(g, p, m, is, k, mdy, mdyx);
       float& d = dx.data[dx.channel_offset(c, j)];
       d = accumulate ? d + v : v;
     }
