@@ -123,6 +123,26 @@ class Backend {
   virtual void batchnorm_relu_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta,
                                        const Tensor& dy, const Tensor& x, const float* gamma, const float* beta,
                                        const float* mean, const float* invstd) = 0;
+  // Synchronised BN backward, in two halves (PyTorch's SyncBatchNorm): the per-channel sums of this
+  // process's share of the batch, then dx from sums over the whole (global) batch of `count` values
+  // per channel, so that the sums can be all-reduced across processes in between.
+  //   dy' = dy, or dy where batchnorm_apply(relu) gave a positive output when relu (the mask
+  //         recomputed from x exactly as batchnorm_relu_backward does; beta is read only for it and
+  //         may be null when relu is false),
+  //   sum_dy_xhat[c] = sum dy' * xhat  (=),  sum_dy[c] = sum dy'  (=),  xhat = (x - mean) * invstd;
+  //   an empty share (N*H*W = 0) gives zero sums.
+  // With count = N*H*W of this batch alone, reduce then apply is batchnorm_backward (relu false) or
+  // batchnorm_relu_backward (relu true): dgamma = sum_dy_xhat, dbeta = sum_dy, the same dx up to the
+  // float rounding of the two sums (the fused ops keep them in double).
+  virtual void batchnorm_backward_reduce(float* sum_dy_xhat, float* sum_dy, const Tensor& dy, const Tensor& x,
+                                         const float* gamma, const float* beta, const float* mean,
+                                         const float* invstd, bool relu) = 0;
+  //   dx (=|+=) gamma * invstd * (dy' - sum_dy / count - xhat * sum_dy_xhat / count), count > 0.
+  // dx may alias dy.
+  virtual void batchnorm_backward_apply(const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x,
+                                        const float* gamma, const float* beta, const float* mean,
+                                        const float* invstd, const float* sum_dy_xhat, const float* sum_dy,
+                                        double count, bool relu) = 0;
   // Backward of batchnorm_apply(relu) with frozen statistics (inference: mean/invstd from the running
   // statistics, constants of x), the data gradient only:
   //   dx (=|+=) dy * gamma * invstd  where the apply's output was positive, else 0,

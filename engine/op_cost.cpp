@@ -24,6 +24,13 @@ OpCost batchnorm_backward(const Shape& x, bool relu, bool accumulate) {
   // recomputes the forward output's sign (3). Reads x and dy in both passes.
   return {(relu ? 13 : 10) * n(x), kF * (4 * n(x) + n(x) * (accumulate ? 2 : 1))};
 }
+// batchnorm_backward's two passes as separate ops: their bytes add up to its bytes, and their FLOPs
+// too without the ReLU; with it each half recomputes the forward output's sign (3), which
+// batchnorm_backward counts once.
+OpCost batchnorm_backward_reduce(const Shape& x, bool relu) { return {(relu ? 8 : 5) * n(x), kF * 2 * n(x)}; }
+OpCost batchnorm_backward_apply(const Shape& x, bool relu, bool accumulate) {
+  return {(relu ? 8 : 5) * n(x), kF * (2 * n(x) + n(x) * (accumulate ? 2 : 1))};
+}
 OpCost batchnorm_backward_frozen(const Shape& x, bool accumulate) {
   // The forward's sign (3) and dy * scale (1); reads x and dy once.
   return {4 * n(x), kF * (2 * n(x) + n(x) * (accumulate ? 2 : 1))};

@@ -24,6 +24,9 @@ OpCost batchnorm_stats(const Shape& x);
 OpCost batchnorm_channels(int64_t channels);  // running update, inference statistics
 OpCost batchnorm_apply(const Shape& x, bool relu);
 OpCost batchnorm_backward(const Shape& x, bool relu, bool accumulate);
+// The two halves of the synchronised backward (Backend::batchnorm_backward_reduce / _apply).
+OpCost batchnorm_backward_reduce(const Shape& x, bool relu);
+OpCost batchnorm_backward_apply(const Shape& x, bool relu, bool accumulate);
 OpCost batchnorm_backward_frozen(const Shape& x, bool accumulate);
 OpCost relu_forward(const Shape& x);
 OpCost relu_backward(const Shape& x);

@@ -185,6 +185,23 @@ void ProfilingBackend::batchnorm_relu_backward(const Tensor& dx, GradMode mode, 
         "x " + shape_text(x.shape),
         [&] { be_.batchnorm_relu_backward(dx, mode, dgamma, dbeta, dy, x, gamma, beta, mean, invstd); });
 }
+void ProfilingBackend::batchnorm_backward_reduce(float* sum_dy_xhat, float* sum_dy, const Tensor& dy,
+                                                 const Tensor& x, const float* gamma, const float* beta,
+                                                 const float* mean, const float* invstd, bool relu) {
+  timed(relu ? "batchnorm_relu_backward_reduce" : "batchnorm_backward_reduce",
+        cost::batchnorm_backward_reduce(x.shape, relu), "x " + shape_text(x.shape),
+        [&] { be_.batchnorm_backward_reduce(sum_dy_xhat, sum_dy, dy, x, gamma, beta, mean, invstd, relu); });
+}
+void ProfilingBackend::batchnorm_backward_apply(const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x,
+                                                const float* gamma, const float* beta, const float* mean,
+                                                const float* invstd, const float* sum_dy_xhat, const float* sum_dy,
+                                                double count, bool relu) {
+  timed(relu ? "batchnorm_relu_backward_apply" : "batchnorm_backward_apply",
+        cost::batchnorm_backward_apply(x.shape, relu, mode == GradMode::Accumulate), "x " + shape_text(x.shape),
+        [&] {
+          be_.batchnorm_backward_apply(dx, mode, dy, x, gamma, beta, mean, invstd, sum_dy_xhat, sum_dy, count, relu);
+        });
+}
 void ProfilingBackend::batchnorm_relu_backward_frozen(const Tensor& dx, GradMode mode, const Tensor& dy,
                                                       const Tensor& x, const float* gamma, const float* beta,
                                                       const float* mean, const float* invstd) {

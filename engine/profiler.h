@@ -86,6 +86,12 @@ class ProfilingBackend final : public Backend {
   void batchnorm_relu_backward(const Tensor& dx, GradMode mode, float* dgamma, float* dbeta, const Tensor& dy,
                                const Tensor& x, const float* gamma, const float* beta, const float* mean,
                                const float* invstd) override;
+  void batchnorm_backward_reduce(float* sum_dy_xhat, float* sum_dy, const Tensor& dy, const Tensor& x,
+                                 const float* gamma, const float* beta, const float* mean, const float* invstd,
+                                 bool relu) override;
+  void batchnorm_backward_apply(const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x, const float* gamma,
+                                const float* beta, const float* mean, const float* invstd, const float* sum_dy_xhat,
+                                const float* sum_dy, double count, bool relu) override;
   void batchnorm_relu_backward_frozen(const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x,
                                       const float* gamma, const float* beta, const float* mean,
                                       const float* invstd) override;

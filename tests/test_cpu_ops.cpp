@@ -2,7 +2,11 @@
 // in double precision (the same templated kernels instantiated for double), kinks skipped.
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
 
 #include "kernels/cpu/ops_cpu.h"
 #include "test_util.h"
@@ -331,6 +335,226 @@ TEST(CpuBatchNorm, RunningUpdateAloneMatchesTheFusedOne) {
     EXPECT_NEAR(rm[c], rm_fused[c], 2.5e-7 * std::abs(rm_fused[c])) << "channel " << c;
     EXPECT_NEAR(rv[c], rv_fused[c], 1e-6 * rv_fused[c]) << "channel " << c;
   }
+}
+
+// ---- synchronised batch normalisation (batchnorm_backward_reduce / _apply) --------------------
+
+// Images [n0, n1) of a view.
+template <typename T>
+View<T> images(const View<T>& v, int64_t n0, int64_t n1) {
+  Shape s = v.shape;
+  s.n = n1 - n0;
+  return View<T>(v.data + n0 * v.batch_stride, s, v.batch_stride);
+}
+
+// x: channels [1, 4) of an (N, 5, 4, 3) buffer of T; dy: channels [0, 3) of an (N, 4, 4, 3) one;
+// dx: channels [2, 5) of an (N, 6, 4, 3) one (three different batch strides and offsets).
+template <typename T>
+struct SyncBnCase {
+  static constexpr int64_t C = 3, H = 4, W = 3, HW = H * W;
+  const int64_t N;
+  std::vector<T> xbuf, dybuf, gamma, beta, mean = std::vector<T>(C), invstd = std::vector<T>(C);
+  View<T> x, dy;
+
+  SyncBnCase(int64_t n, std::mt19937_64& rng) : N(n) {
+    xbuf = cast(random_doubles(size_t(N * 5 * HW), rng, -2, 3));
+    dybuf = cast(random_doubles(size_t(N * 4 * HW), rng));
+    gamma = cast(random_doubles(C, rng, 0.5, 1.5));
+    beta = cast(random_doubles(C, rng, -0.5, 0.5));
+    x = View<T>(xbuf.data(), Shape{N, 5, H, W}).channels(1, 4);
+    dy = View<T>(dybuf.data(), Shape{N, 4, H, W}).channels(0, 3);
+    cpu::batchnorm_stats<T>(mean.data(), invstd.data(), nullptr, nullptr, x, 1e-3, 0.99, 1.0);
+  }
+  static std::vector<T> cast(const Vec& v) { return std::vector<T>(v.begin(), v.end()); }
+  // A dx buffer: NaN (an unwritten element fails) for Overwrite, random values for Accumulate.
+  std::vector<T> dx_buffer(GradMode mode, std::mt19937_64& rng) const {
+    if (mode == GradMode::Overwrite) return std::vector<T>(size_t(N * 6 * HW), std::numeric_limits<T>::quiet_NaN());
+    return cast(random_doubles(size_t(N * 6 * HW), rng));
+  }
+  View<T> dx(std::vector<T>& buf) const { return View<T>(buf.data(), Shape{N, 6, H, W}).channels(2, 5); }
+  // dy' = dy where batchnorm_apply(relu) is positive: the mask from the apply itself.
+  std::vector<T> masked_dy(bool relu) const {
+    std::vector<T> ybuf(size_t(N * C * HW)), out(ybuf.size());
+    const View<T> y(ybuf.data(), Shape{N, C, H, W});
+    cpu::batchnorm_apply(y, x, gamma.data(), beta.data(), mean.data(), invstd.data(), true);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t i = 0; i < HW; ++i)
+          out[size_t((n * C + c) * HW + i)] = !relu || y.plane(n, c)[i] > T(0) ? dy.plane(n, c)[i] : T(0);
+    return out;
+  }
+  double xhat(int64_t n, int64_t c, int64_t i) const {
+    return (double(x.plane(n, c)[i]) - double(mean[size_t(c)])) * double(invstd[size_t(c)]);
+  }
+  void fused(const View<T>& dxv, GradMode mode, T* dgamma, T* dbeta, bool relu) const {
+    if (relu)
+      cpu::batchnorm_relu_backward(dxv, mode, dgamma, dbeta, dy, x, gamma.data(), beta.data(), mean.data(),
+                                   invstd.data());
+    else
+      cpu::batchnorm_backward(dxv, mode, dgamma, dbeta, dy, x, gamma.data(), mean.data(), invstd.data());
+  }
+};
+
+// Every element of dx `got` against `ref` (both views of buffers that started as `initial`) within
+//   tol = |k| (delta_dy + |xhat| delta_dyx) / count          the two runs' sums differ by delta_*
+//       + 8 u_double |k| (|dy'| + |mdy| + |xhat| |mdyx|)    double arithmetic of k (dy' - mdy - xhat mdyx)
+//       + 2 u_T (|v| + |ref|)                                rounding v, then d + v, to T in each run
+// (k = gamma invstd, v = ref - initial the op's contribution, u = unit roundoff); tol = 0 demands
+// equality. Elements outside the views must be left as they were.
+template <typename T>
+void expect_dx_within(const std::vector<T>& got, const std::vector<T>& ref, const std::vector<T>& initial,
+                      const SyncBnCase<T>& t, bool relu, GradMode mode, const std::vector<double>& delta_dy,
+                      const std::vector<double>& delta_dyx, const std::vector<T>& sum_dy,
+                      const std::vector<T>& sum_dyx, bool exact, const std::string& what) {
+  const double ud = std::numeric_limits<double>::epsilon() / 2, ut = std::numeric_limits<T>::epsilon() / 2;
+  const double count = double(t.N * t.HW);
+  const std::vector<T> g = t.masked_dy(relu);
+  std::vector<T> gbuf = got, rbuf = ref, ibuf = initial;  // views hold mutable pointers
+  const View<T> gv = t.dx(gbuf), rv = t.dx(rbuf), iv = t.dx(ibuf);
+  size_t bad = 0;
+  for (int64_t n = 0; n < t.N; ++n)
+    for (int64_t c = 0; c < t.C; ++c) {
+      const double k = std::abs(double(t.gamma[size_t(c)]) * double(t.invstd[size_t(c)]));
+      const double mdy = std::abs(double(sum_dy[size_t(c)])) / count, mdyx = std::abs(double(sum_dyx[size_t(c)])) / count;
+      for (int64_t i = 0; i < t.HW; ++i) {
+        const double a = gv.plane(n, c)[i], r = rv.plane(n, c)[i], xh = std::abs(t.xhat(n, c, i));
+        const double d0 = mode == GradMode::Accumulate ? double(iv.plane(n, c)[i]) : 0.0;
+        const double tol = exact ? 0.0
+                                 : k * (delta_dy[size_t(c)] + xh * delta_dyx[size_t(c)]) / count +
+                                       8 * ud * k * (std::abs(double(g[size_t((n * t.C + c) * t.HW + i)])) + mdy + xh * mdyx) +
+                                       2 * ut * (std::abs(r - d0) + std::abs(r));
+        if (!(std::abs(a - r) <= tol) && bad++ < 5)
+          ADD_FAILURE() << what << ": dx(" << n << "," << c << "," << i << ") " << a << " vs " << r << ", tolerance " << tol;
+      }
+    }
+  EXPECT_EQ(bad, 0u) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const int64_t r = int64_t(i) % (6 * t.HW);
+    if (r >= 2 * t.HW && r < 5 * t.HW) continue;  // inside the view
+    const bool same = (std::isnan(double(got[i])) && std::isnan(double(initial[i]))) || got[i] == initial[i];
+    EXPECT_TRUE(same) << what << ": element " << i << " outside the dx view was written";
+  }
+}
+
+// Reduce, then apply with this batch's count, is the fused backward: the same sums (the same code
+// adds the same terms in the same order, so dgamma/dbeta are equal), and dx equal in double (the
+// same doubles in, the same arithmetic) or, in float, off only by the sums' rounding to float before
+// the apply reads them (delta = u_float |sum|), which expect_dx_within turns into a few ulps.
+template <typename T>
+void check_reduce_then_apply_is_fused(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const SyncBnCase<T> t(3, rng);
+  constexpr int64_t C = SyncBnCase<T>::C;
+  const bool exact = std::is_same_v<T, double>;
+  const double count = double(t.N * t.HW), ut = std::numeric_limits<T>::epsilon() / 2;
+  {
+    size_t cut = 0;
+    for (T v : t.masked_dy(true)) cut += v == T(0);
+    ASSERT_GT(cut, 10u) << "the ReLU must cut somewhere for the mask to be tested";
+  }
+  for (bool relu : {false, true})
+    for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
+      const std::string what = std::string(exact ? "double" : "float") + (relu ? " relu" : "") +
+                               (mode == GradMode::Accumulate ? " (+=)" : " (=)");
+      const std::vector<T> initial = t.dx_buffer(mode, rng);
+      std::vector<T> fdx = initial, sdx = initial, dgamma(C), dbeta(C), sum_dyx(C), sum_dy(C);
+      t.fused(t.dx(fdx), mode, dgamma.data(), dbeta.data(), relu);
+      cpu::batchnorm_backward_reduce(sum_dyx.data(), sum_dy.data(), t.dy, t.x, t.gamma.data(), t.beta.data(),
+                                     t.mean.data(), t.invstd.data(), relu);
+      EXPECT_EQ(sum_dyx, dgamma) << what;
+      EXPECT_EQ(sum_dy, dbeta) << what;
+      cpu::batchnorm_backward_apply(t.dx(sdx), mode, t.dy, t.x, t.gamma.data(), t.beta.data(), t.mean.data(),
+                                    t.invstd.data(), sum_dyx.data(), sum_dy.data(), count, relu);
+      std::vector<double> delta_dy(C), delta_dyx(C);
+      for (size_t c = 0; c < size_t(C); ++c) {
+        delta_dy[c] = ut * std::abs(double(sum_dy[c]));
+        delta_dyx[c] = ut * std::abs(double(sum_dyx[c]));
+      }
+      expect_dx_within(sdx, fdx, initial, t, relu, mode, delta_dy, delta_dyx, sum_dy, sum_dyx, exact, what);
+      // dx may alias dy: apply in place on a copy of dy gives the same values.
+      if (mode == GradMode::Overwrite) {
+        std::vector<T> alias = t.dybuf;
+        const View<T> av = View<T>(alias.data(), Shape{t.N, 4, t.H, t.W}).channels(0, 3);
+        cpu::batchnorm_backward_apply(av, mode, av, t.x, t.gamma.data(), t.beta.data(), t.mean.data(),
+                                      t.invstd.data(), sum_dyx.data(), sum_dy.data(), count, relu);
+        for (int64_t n = 0; n < t.N; ++n)
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t i = 0; i < t.HW; ++i)
+              ASSERT_EQ(av.plane(n, c)[i], t.dx(sdx).plane(n, c)[i]) << what << " in place, " << n << "," << c << "," << i;
+      }
+    }
+}
+
+TEST(CpuBatchNorm, SyncReduceThenApplyIsTheFusedBackward) {
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  check_reduce_then_apply_is_fused<double>(seed);
+  check_reduce_then_apply_is_fused<float>(seed);
+}
+
+// The sync-BN identity: a batch of 4 images split in two halves (two processes), each reducing its
+// share, the sums added (the all-reduce), each applying with the global count, gives the backward
+// of the whole batch. Only the order of the additions differs: per channel the sums differ by at
+// most (4 u_T + 4 n u_double) S, S the sum of the terms' magnitudes over n = N*H*W values (each half
+// rounded to T, their sum rounded, the whole rounded: 3 u_T S; any order of n double additions:
+// n u_double S; doubled), and dx by what expect_dx_within derives from that.
+template <typename T>
+void check_sync_identity(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const SyncBnCase<T> t(4, rng);  // statistics over all 4 images, as a synchronised forward has them
+  constexpr int64_t C = SyncBnCase<T>::C;
+  const double ud = std::numeric_limits<double>::epsilon() / 2, ut = std::numeric_limits<T>::epsilon() / 2;
+  const double count = double(t.N * t.HW);
+  for (bool relu : {false, true})
+    for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
+      const std::string what = std::string(std::is_same_v<T, double> ? "double" : "float") + (relu ? " relu" : "") +
+                               (mode == GradMode::Accumulate ? " (+=)" : " (=)");
+      const std::vector<T> initial = t.dx_buffer(mode, rng);
+      std::vector<T> fdx = initial, sdx = initial, dgamma(C), dbeta(C);
+      t.fused(t.dx(fdx), mode, dgamma.data(), dbeta.data(), relu);
+      // Per half (process): its sums; then the all-reduce.
+      std::vector<T> sum_dyx(C, T(0)), sum_dy(C, T(0));
+      for (int64_t half = 0; half < 2; ++half) {
+        std::vector<T> hdyx(C), hdy(C);
+        cpu::batchnorm_backward_reduce(hdyx.data(), hdy.data(), images(t.dy, 2 * half, 2 * half + 2),
+                                       images(t.x, 2 * half, 2 * half + 2), t.gamma.data(), t.beta.data(),
+                                       t.mean.data(), t.invstd.data(), relu);
+        for (size_t c = 0; c < size_t(C); ++c) {
+          sum_dyx[c] += hdyx[c];
+          sum_dy[c] += hdy[c];
+        }
+      }
+      for (int64_t half = 0; half < 2; ++half)
+        cpu::batchnorm_backward_apply(images(t.dx(sdx), 2 * half, 2 * half + 2), mode,
+                                      images(t.dy, 2 * half, 2 * half + 2), images(t.x, 2 * half, 2 * half + 2),
+                                      t.gamma.data(), t.beta.data(), t.mean.data(), t.invstd.data(), sum_dyx.data(),
+                                      sum_dy.data(), count, relu);
+      // S per channel, and the sums' bounds.
+      const std::vector<T> g = t.masked_dy(relu);
+      std::vector<double> delta_dy(C), delta_dyx(C);
+      for (int64_t c = 0; c < C; ++c) {
+        double s_dy = 0, s_dyx = 0;
+        for (int64_t n = 0; n < t.N; ++n)
+          for (int64_t i = 0; i < t.HW; ++i) {
+            const double gi = std::abs(double(g[size_t((n * C + c) * t.HW + i)]));
+            s_dy += gi;
+            s_dyx += gi * std::abs(t.xhat(n, c, i));
+          }
+        const double f = 4 * ut + 4 * count * ud;
+        delta_dy[size_t(c)] = f * s_dy;
+        delta_dyx[size_t(c)] = f * s_dyx;
+        EXPECT_NEAR(double(sum_dyx[size_t(c)]), double(dgamma[size_t(c)]), delta_dyx[size_t(c)]) << what << " channel " << c;
+        EXPECT_NEAR(double(sum_dy[size_t(c)]), double(dbeta[size_t(c)]), delta_dy[size_t(c)]) << what << " channel " << c;
+      }
+      expect_dx_within(sdx, fdx, initial, t, relu, mode, delta_dy, delta_dyx, sum_dy, sum_dyx, false, what);
+    }
+}
+
+TEST(CpuBatchNorm, SyncTwoHalvesWithSummedSumsAreTheWholeBatchBackward) {
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  check_sync_identity<double>(seed);
+  check_sync_identity<float>(seed);
 }
 
 // ---- ReLU, pooling ---------------------------------------------------------------------------

@@ -384,6 +384,80 @@ TEST_F(CudaBatchNorm, Backward) {
   }
 }
 
+TEST_F(CudaBatchNorm, SyncBackwardReduceAndApply) {
+  // The synchronised backward's halves against the CPU oracle. The reduce rounds double sums once
+  // (kRounding); the apply gets the same float sums on both sides (the CPU reduce's, as after an
+  // all-reduce) and a global count three times the local one (as if two more processes had shares),
+  // and computes each element in double before one rounding (kRounding: nvcc may fuse the double
+  // multiply-adds, which moves a result by at most one float ulp).
+  CXR_REQUIRE_CUDA(gpu);
+  auto cpu = make_cpu_backend();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed_text(seed));
+  const Layout dyl = Layout::slice(s, 0, 5), dxl = Layout::slice(s, 4, 0);
+  Pair x(*cpu, *gpu, random_vector(xl.buffer_size(), seed, 1.5f, 3.5f));
+  Pair dy(*cpu, *gpu, random_vector(dyl.buffer_size(), seed + 1));
+  Pair gamma(*cpu, *gpu, random_vector(size_t(C), seed + 2, 0.5f, 1.5f));
+  Pair beta(*cpu, *gpu, random_vector(size_t(C), seed + 3, -1.0f, 1.0f));  // spread so that the ReLU cuts
+  std::vector<float> m, is;
+  {
+    DeviceBuffer cm(*cpu, size_t(C)), cis(*cpu, size_t(C));
+    cpu->batchnorm_stats(cm.data(), cis.data(), nullptr, nullptr, x.cpu_view(xl), 1e-3, 0.99, 1.0);
+    m = cm.host();
+    is = cis.host();
+  }
+  Pair mean(*cpu, *gpu, m), invstd(*cpu, *gpu, is);
+  const double count = 3.0 * double(s.n * s.h * s.w);
+  for (bool relu : {false, true}) {
+    const std::string r = relu ? " relu" : "";
+    Pair sum_dyx(*cpu, *gpu, size_t(C)), sum_dy(*cpu, *gpu, size_t(C));
+    cpu->batchnorm_backward_reduce(sum_dyx.cpu.data(), sum_dy.cpu.data(), dy.cpu_view(dyl), x.cpu_view(xl),
+                                   gamma.cpu.data(), beta.cpu.data(), mean.cpu.data(), invstd.cpu.data(), relu);
+    gpu->batchnorm_backward_reduce(sum_dyx.gpu.data(), sum_dy.gpu.data(), dy.gpu_view(dyl), x.gpu_view(xl),
+                                   gamma.gpu.data(), beta.gpu.data(), mean.gpu.data(), invstd.gpu.data(), relu);
+    expect_close(sum_dyx, kRounding, "sum_dy_xhat" + r);
+    expect_close(sum_dy, kRounding, "sum_dy" + r);
+    // The GPU's fused backward adds the same terms in the same block order: its dgamma/dbeta are the
+    // reduce's sums exactly.
+    {
+      DeviceBuffer fdx(*gpu, dxl.buffer_size()), fdgamma(*gpu, size_t(C)), fdbeta(*gpu, size_t(C));
+      const Tensor fdxv(fdx.data() + dxl.offset(), dxl.shape, dxl.batch_stride(), Device::CUDA);
+      if (relu)
+        gpu->batchnorm_relu_backward(fdxv, GradMode::Overwrite, fdgamma.data(), fdbeta.data(), dy.gpu_view(dyl),
+                                     x.gpu_view(xl), gamma.gpu.data(), beta.gpu.data(), mean.gpu.data(),
+                                     invstd.gpu.data());
+      else
+        gpu->batchnorm_backward(fdxv, GradMode::Overwrite, fdgamma.data(), fdbeta.data(), dy.gpu_view(dyl),
+                                x.gpu_view(xl), gamma.gpu.data(), mean.gpu.data(), invstd.gpu.data());
+      EXPECT_EQ(fdgamma.host(), sum_dyx.gpu.host()) << "fused dgamma vs sum_dy_xhat" << r;
+      EXPECT_EQ(fdbeta.host(), sum_dy.gpu.host()) << "fused dbeta vs sum_dy" << r;
+    }
+    // The apply reads the CPU's sums on both sides.
+    Pair sums_dyx(*cpu, *gpu, sum_dyx.cpu.host()), sums_dy(*cpu, *gpu, sum_dy.cpu.host());
+    for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
+      const bool acc = mode == GradMode::Accumulate;
+      const std::string tag = r + (acc ? " (+=)" : " (=)");
+      Pair dx = acc ? Pair(*cpu, *gpu, random_vector(dxl.buffer_size(), seed + 4)) : Pair(*cpu, *gpu, dxl.buffer_size());
+      cpu->batchnorm_backward_apply(dx.cpu_view(dxl), mode, dy.cpu_view(dyl), x.cpu_view(xl), gamma.cpu.data(),
+                                    beta.cpu.data(), mean.cpu.data(), invstd.cpu.data(), sums_dyx.cpu.data(),
+                                    sums_dy.cpu.data(), count, relu);
+      gpu->batchnorm_backward_apply(dx.gpu_view(dxl), mode, dy.gpu_view(dyl), x.gpu_view(xl), gamma.gpu.data(),
+                                    beta.gpu.data(), mean.gpu.data(), invstd.gpu.data(), sums_dyx.gpu.data(),
+                                    sums_dy.gpu.data(), count, relu);
+      expect_view_close(dx, dxl, kRounding, "apply dx" + tag);
+    }
+    // dx aliasing dy (in place).
+    Pair dyi(*cpu, *gpu, dy.initial);
+    cpu->batchnorm_backward_apply(dyi.cpu_view(dyl), GradMode::Overwrite, dyi.cpu_view(dyl), x.cpu_view(xl),
+                                  gamma.cpu.data(), beta.cpu.data(), mean.cpu.data(), invstd.cpu.data(),
+                                  sums_dyx.cpu.data(), sums_dy.cpu.data(), count, relu);
+    gpu->batchnorm_backward_apply(dyi.gpu_view(dyl), GradMode::Overwrite, dyi.gpu_view(dyl), x.gpu_view(xl),
+                                  gamma.gpu.data(), beta.gpu.data(), mean.gpu.data(), invstd.gpu.data(),
+                                  sums_dyx.gpu.data(), sums_dy.gpu.data(), count, relu);
+    expect_view_close(dyi, dyl, kRounding, "apply dx in place of dy" + r);
+  }
+}
+
 TEST_F(CudaBatchNorm, FrozenReluBackward) {
   // Frozen (running) statistics, the explanation's backward: element-wise, so the GPU must give the
   // CPU's floats exactly (the same _rn operations, no reduction).

@@ -9,6 +9,8 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "engine/init.h"
 #include "engine/model.h"
@@ -53,6 +55,53 @@ TEST(OpCost, DenseNet121ForwardMatchesThePublishedCount) {
   const double original_order = macs - transition_macs + 4 * transition_macs;
   // 5.78 is given to three digits: +-0.005 G (0.09%).
   EXPECT_NEAR(original_order, 5.78e9, 0.005e9) << "ours " << macs << " MACs";
+}
+
+TEST(ProfilingBackend, SyncBnHalvesAreForwardedAndCostedAsTheBackwardSplit) {
+  // The profiler passes both halves through (results equal to the inner backend's) and records each
+  // with its share of batchnorm_backward's cost: the bytes add up to the fused op's, and the FLOPs
+  // too without the ReLU (with it each half recomputes the mask, 3 FLOPs an element).
+  auto cpu = make_cpu_backend();
+  ProfilingBackend prof(*cpu);
+  const Shape s{2, 3, 4, 5};
+  const auto n = size_t(s.numel());
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::vector<float> x = test::random_vector(n, seed), dy = test::random_vector(n, seed + 1),
+                     gamma = test::random_vector(3, seed + 2, 0.5f, 1.5f), beta = test::random_vector(3, seed + 3),
+                     mean(3), invstd(3);
+  const Tensor xt(x.data(), s, Device::CPU), dyt(dy.data(), s, Device::CPU);
+  cpu->batchnorm_stats(mean.data(), invstd.data(), nullptr, nullptr, xt, 1e-3, 0.99, 1.0);
+  const double count = double(s.n * s.h * s.w);
+  prof.begin_step(1);
+  for (bool relu : {false, true}) {
+    std::vector<float> a_dyx(3), a_dy(3), b_dyx(3), b_dy(3), adx(n), bdx(n, 0.5f);
+    prof.batchnorm_backward_reduce(a_dyx.data(), a_dy.data(), dyt, xt, gamma.data(), beta.data(), mean.data(),
+                                   invstd.data(), relu);
+    cpu->batchnorm_backward_reduce(b_dyx.data(), b_dy.data(), dyt, xt, gamma.data(), beta.data(), mean.data(),
+                                   invstd.data(), relu);
+    EXPECT_EQ(a_dyx, b_dyx);
+    EXPECT_EQ(a_dy, b_dy);
+    prof.batchnorm_backward_apply(Tensor(adx.data(), s, Device::CPU), GradMode::Overwrite, dyt, xt, gamma.data(),
+                                  beta.data(), mean.data(), invstd.data(), a_dyx.data(), a_dy.data(), count, relu);
+    cpu->batchnorm_backward_apply(Tensor(bdx.data(), s, Device::CPU), GradMode::Overwrite, dyt, xt, gamma.data(),
+                                  beta.data(), mean.data(), invstd.data(), b_dyx.data(), b_dy.data(), count, relu);
+    EXPECT_EQ(adx, bdx);
+  }
+  prof.end_step();
+  ASSERT_EQ(prof.ops().size(), 4u);
+  const char* names[] = {"batchnorm_backward_reduce", "batchnorm_backward_apply", "batchnorm_relu_backward_reduce",
+                         "batchnorm_relu_backward_apply"};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(prof.ops()[i].op, names[i]);
+    EXPECT_EQ(prof.ops()[i].shapes, "x 2x3x4x5");
+  }
+  const auto fused = cost::batchnorm_backward(s, false, false);
+  EXPECT_DOUBLE_EQ(prof.ops()[0].bytes + prof.ops()[1].bytes, fused.bytes);
+  EXPECT_DOUBLE_EQ(prof.ops()[0].flops + prof.ops()[1].flops, fused.flops);
+  EXPECT_DOUBLE_EQ(prof.ops()[2].flops + prof.ops()[3].flops, cost::batchnorm_backward(s, true, false).flops + 3.0 * n);
+  EXPECT_DOUBLE_EQ(cost::batchnorm_backward_apply(s, false, true).bytes - cost::batchnorm_backward_apply(s, false, false).bytes,
+                   4.0 * n) << "an accumulated dx is read and written";
 }
 
 // `cxr profile` on a small network: the trace, the JSON, the table's total.

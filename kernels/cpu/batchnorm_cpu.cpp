@@ -66,11 +66,12 @@ void batchnorm_apply(const View<T>& y, const View<T>& x, const T* gamma, const T
     }
 }
 
-// The backward of batchnorm_apply, per channel in two halves: the sums, then dx from them. With
-// Relu (fused ReLU), dy is the gradient w.r.t. the ReLU output and counts only where the apply's
-// output was positive, recomputed from x with the apply's float arithmetic (so the mask is the
-// forward's exactly): one pass over the tensor fewer than relu_backward followed by the plain
-// backward.
+// The backward of batchnorm_apply, per channel in two halves: the sums, then dx from them. The
+// fused backward runs both; the synchronised one runs them as two ops (batchnorm_backward_reduce,
+// then batchnorm_backward_apply with sums over the whole batch). With Relu (fused ReLU), dy is the
+// gradient w.r.t. the ReLU output and counts only where the apply's output was positive, recomputed
+// from x with the apply's float arithmetic (so the mask is the forward's exactly): one pass over the
+// tensor fewer than relu_backward followed by the plain backward.
 namespace {
 
 // The apply's scale and shift of channel c, for the ReLU mask (unused without Relu).
@@ -145,6 +146,35 @@ void batchnorm_backward_impl(const View<T>& dx, GradMode mode, T* dgamma, T* dbe
   }
 }
 
+template <typename T, bool Relu>
+void batchnorm_backward_reduce_impl(T* sum_dy_xhat, T* sum_dy, const View<T>& dy, const View<T>& x, const T* gamma,
+                                    const T* beta, const T* mean, const T* invstd) {
+  if (dy.shape != x.shape) CXR_FAIL("batchnorm_backward_reduce: dy ", dy.shape.str(), ", x ", x.shape.str());
+  const int64_t C = x.c();
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    double sdy = 0, sdyx = 0;
+    bn_channel_sums<T, Relu>(sdy, sdyx, dy, x, c, BnMask<T, Relu>(gamma, beta, mean, invstd, c), mean, invstd);
+    sum_dy_xhat[c] = T(sdyx);
+    sum_dy[c] = T(sdy);
+  }
+}
+
+template <typename T, bool Relu>
+void batchnorm_backward_apply_impl(const View<T>& dx, GradMode mode, const View<T>& dy, const View<T>& x,
+                                   const T* gamma, const T* beta, const T* mean, const T* invstd,
+                                   const T* sum_dy_xhat, const T* sum_dy, double count) {
+  if (dy.shape != x.shape || dx.shape != x.shape)
+    CXR_FAIL("batchnorm_backward_apply: dx ", dx.shape.str(), ", dy ", dy.shape.str(), ", x ", x.shape.str());
+  if (!(count > 0)) CXR_FAIL("batchnorm_backward_apply: count ", count, " (the global batch's values per channel)");
+  const int64_t C = x.c();
+  const bool acc = mode == GradMode::Accumulate;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c)
+    bn_channel_dx<T, Relu>(dx, acc, dy, x, c, BnMask<T, Relu>(gamma, beta, mean, invstd, c), gamma, mean, invstd,
+                           double(sum_dy[c]), double(sum_dy_xhat[c]), count);
+}
+
 }  // namespace
 
 template <typename T>
@@ -157,6 +187,25 @@ template <typename T>
 void batchnorm_relu_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy,
                              const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd) {
   batchnorm_backward_impl<T, true>(dx, mode, dgamma, dbeta, dy, x, gamma, beta, mean, invstd);
+}
+
+template <typename T>
+void batchnorm_backward_reduce(T* sum_dy_xhat, T* sum_dy, const View<T>& dy, const View<T>& x, const T* gamma,
+                               const T* beta, const T* mean, const T* invstd, bool relu) {
+  if (relu)
+    batchnorm_backward_reduce_impl<T, true>(sum_dy_xhat, sum_dy, dy, x, gamma, beta, mean, invstd);
+  else
+    batchnorm_backward_reduce_impl<T, false>(sum_dy_xhat, sum_dy, dy, x, gamma, beta, mean, invstd);
+}
+
+template <typename T>
+void batchnorm_backward_apply(const View<T>& dx, GradMode mode, const View<T>& dy, const View<T>& x, const T* gamma,
+                              const T* beta, const T* mean, const T* invstd, const T* sum_dy_xhat, const T* sum_dy,
+                              double count, bool relu) {
+  if (relu)
+    batchnorm_backward_apply_impl<T, true>(dx, mode, dy, x, gamma, beta, mean, invstd, sum_dy_xhat, sum_dy, count);
+  else
+    batchnorm_backward_apply_impl<T, false>(dx, mode, dy, x, gamma, beta, mean, invstd, sum_dy_xhat, sum_dy, count);
 }
 
 // Frozen statistics: each output element depends on its own input alone (the statistics are
@@ -189,6 +238,10 @@ void batchnorm_relu_backward_frozen(const View<T>& dx, GradMode mode, const View
                                       const T*, const T*, const T*);                                        \
   template void batchnorm_relu_backward<T>(const View<T>&, GradMode, T*, T*, const View<T>&, const View<T>&, \
                                            const T*, const T*, const T*, const T*);      \
+  template void batchnorm_backward_reduce<T>(T*, T*, const View<T>&, const View<T>&, const T*, const T*,        \
+                                             const T*, const T*, bool);                                       \
+  template void batchnorm_backward_apply<T>(const View<T>&, GradMode, const View<T>&, const View<T>&, const T*, \
+                                            const T*, const T*, const T*, const T*, const T*, double, bool);  \
   template void batchnorm_relu_backward_frozen<T>(const View<T>&, GradMode, const View<T>&, const View<T>&,  \
                                                   const T*, const T*, const T*, const T*);
 CXR_INSTANTIATE(float)

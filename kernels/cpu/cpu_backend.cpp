@@ -130,6 +130,20 @@ void CpuBackend::batchnorm_relu_backward(const Tensor& dx, GradMode mode, float*
                                          const float* mean, const float* invstd) {
   cpu::batchnorm_relu_backward(view(dx), mode, dgamma, dbeta, view(dy), view(x), gamma, beta, mean, invstd);
 }
+void CpuBackend::batchnorm_backward_reduce(float* sum_dy_xhat, float* sum_dy, const Tensor& dy, const Tensor& x,
+                                           const float* gamma, const float* beta, const float* mean,
+                                           const float* invstd, bool relu) {
+  CXR_CHECK(!relu || beta != nullptr, "batchnorm_backward_reduce needs beta for the ReLU mask");
+  cpu::batchnorm_backward_reduce(sum_dy_xhat, sum_dy, view(dy), view(x), gamma, beta, mean, invstd, relu);
+}
+void CpuBackend::batchnorm_backward_apply(const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x,
+                                          const float* gamma, const float* beta, const float* mean,
+                                          const float* invstd, const float* sum_dy_xhat, const float* sum_dy,
+                                          double count, bool relu) {
+  CXR_CHECK(!relu || beta != nullptr, "batchnorm_backward_apply needs beta for the ReLU mask");
+  cpu::batchnorm_backward_apply(view(dx), mode, view(dy), view(x), gamma, beta, mean, invstd, sum_dy_xhat, sum_dy,
+                                count, relu);
+}
 
 void CpuBackend::batchnorm_relu_backward_frozen(const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x,
                                                 const float* gamma, const float* beta, const float* mean,

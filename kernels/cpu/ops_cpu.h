@@ -45,6 +45,8 @@ template <typename T> void batchnorm_stats(T* mean, T* invstd, T* running_mean, 
 template <typename T> void batchnorm_apply(const View<T>& y, const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd, bool relu);
 template <typename T> void batchnorm_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy, const View<T>& x, const T* gamma, const T* mean, const T* invstd);
 template <typename T> void batchnorm_relu_backward(const View<T>& dx, GradMode mode, T* dgamma, T* dbeta, const View<T>& dy, const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd);
+template <typename T> void batchnorm_backward_reduce(T* sum_dy_xhat, T* sum_dy, const View<T>& dy, const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd, bool relu);
+template <typename T> void batchnorm_backward_apply(const View<T>& dx, GradMode mode, const View<T>& dy, const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd, const T* sum_dy_xhat, const T* sum_dy, double count, bool relu);
 
 template <typename T> void batchnorm_relu_backward_frozen(const View<T>& dx, GradMode mode, const View<T>& dy, const View<T>& x, const T* gamma, const T* beta, const T* mean, const T* invstd);
 

@@ -135,8 +135,8 @@ __global__ void bn_apply_kernel(ViewT<Index> y, ViewT<Index> x, const float* gam
   }
 }
 
-// The backward in two halves per channel (the sums, then dx from them), as
-// kernels/cpu/batchnorm_cpu.cpp has them. Relu: dy
+// The backward in two halves per channel, shared by the fused kernel and the synchronised pair
+// (batchnorm_backward_reduce / _apply), as kernels/cpu/batchnorm_cpu.cpp shares them. Relu: dy
 // counts only where bn_apply_kernel's output was positive, recomputed from x with its arithmetic
 // (the same _rn operations); BnMask holds the apply's scale and shift of one channel.
 template <bool Relu>
@@ -202,6 +202,44 @@ __global__ void __launch_bounds__(kReduceThreads)
       float& d = dx.data[dx.channel_offset(c, j)];
       d = accumulate ? d + v : v;
     }
+  }
+}
+
+// The synchronised backward's first half: sum_dy_xhat[c] = sum dy'*xhat, sum_dy[c] = sum dy' (=),
+// one block per channel as in bn_backward_kernel.
+template <bool Relu, typename Index>
+__global__ void __launch_bounds__(kReduceThreads)
+    bn_backward_reduce_kernel(float* sum_dy_xhat, float* sum_dy, ViewT<Index> dy, ViewT<Index> x, const float* gamma,
+                              const float* beta, const float* mean, const float* invstd) {
+  for (Index c = blockIdx.x; c < x.c; c += gridDim.x) {
+    double sdy, sdyx;
+    bn_block_sums<Relu>(sdy, sdyx, dy, x, c, BnMask<Relu>(gamma, beta, mean, invstd, c), double(mean[c]),
+                        double(invstd[c]));
+    if (threadIdx.x == 0) {
+      sum_dy_xhat[c] = float(sdyx);
+      sum_dy[c] = float(sdy);
+    }
+  }
+}
+
+// The second half, element-wise (one thread per element, so a few channels still fill the GPU):
+// dx (=|+=) gamma*invstd*(dy' - sum_dy/count - xhat*sum_dy_xhat/count), the sums over the global
+// batch. dx may alias dy: each element is read, then written, by the same thread.
+template <bool Relu, typename Index>
+__global__ void bn_backward_apply_kernel(ViewT<Index> dx, bool accumulate, ViewT<Index> dy, ViewT<Index> x,
+                                         const float* gamma, const float* beta, const float* mean,
+                                         const float* invstd, const float* sum_dy_xhat, const float* sum_dy,
+                                         double count) {
+  const Index total = x.count();
+  for (Index i = cuda::global_thread<Index>(); i < total; i += cuda::grid_threads<Index>()) {
+    const Index c = x.channel_of(i);
+    const double m = mean[c], is = invstd[c];
+    const double mdy = double(sum_dy[c]) / count, mdyx = double(sum_dy_xhat[c]) / count, k = double(gamma[c]) * is;
+    const float p = x.data[x.offset(i)];
+    const float g = BnMask<Relu>(gamma, beta, mean, invstd, c)(dy.data[dy.offset(i)], p);
+    const float v = bn_dx(g, p, m, is, k, mdy, mdyx);
+    float* d = dx.data + dx.offset(i);
+    *d = accumulate ? *d + v : v;
   }
 }
 
@@ -322,6 +360,56 @@ void CudaBackend::batchnorm_relu_backward_frozen(const Tensor& dx, GradMode mode
     bn_relu_backward_frozen_kernel<<<cuda::blocks_for(x.numel()), cuda::kThreads, 0, stream()>>>(
         cuda::view_of<Index>(dx), accumulate, cuda::view_of<Index>(dy), cuda::view_of<Index>(x), gamma, beta, mean,
         invstd);
+  });
+  CXR_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::batchnorm_backward_reduce(float* sum_dy_xhat, float* sum_dy, const Tensor& dy, const Tensor& x,
+                                            const float* gamma, const float* beta, const float* mean,
+                                            const float* invstd, bool relu) {
+  check_same_shape(dy, x, "batchnorm_backward_reduce (dy vs x)");
+  for (const Tensor* t : {&dy, &x}) {
+    check_device(*t, Device::CUDA, "batchnorm_backward_reduce");
+    check_plane_contiguous(*t, "batchnorm_backward_reduce");
+  }
+  CXR_CHECK(!relu || beta != nullptr, "batchnorm_backward_reduce needs beta for the ReLU mask");
+  if (x.c() == 0) return;  // an empty share (N*H*W = 0) still writes its zero sums
+  cuda::with_index_type({&dy, &x}, [&](auto tag) {
+    using Index = decltype(tag);
+    const ViewT<Index> dyv = cuda::view_of<Index>(dy), xv = cuda::view_of<Index>(x);
+    if (relu)
+      bn_backward_reduce_kernel<true, Index><<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(
+          sum_dy_xhat, sum_dy, dyv, xv, gamma, beta, mean, invstd);
+    else
+      bn_backward_reduce_kernel<false, Index><<<channel_blocks(x.c()), kReduceThreads, 0, stream()>>>(
+          sum_dy_xhat, sum_dy, dyv, xv, gamma, nullptr, mean, invstd);
+  });
+  CXR_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::batchnorm_backward_apply(const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x,
+                                           const float* gamma, const float* beta, const float* mean,
+                                           const float* invstd, const float* sum_dy_xhat, const float* sum_dy,
+                                           double count, bool relu) {
+  check_same_shape(dy, x, "batchnorm_backward_apply (dy vs x)");
+  check_same_shape(dx, x, "batchnorm_backward_apply (dx vs x)");
+  for (const Tensor* t : {&dx, &dy, &x}) {
+    check_device(*t, Device::CUDA, "batchnorm_backward_apply");
+    check_plane_contiguous(*t, "batchnorm_backward_apply");
+  }
+  CXR_CHECK(!relu || beta != nullptr, "batchnorm_backward_apply needs beta for the ReLU mask");
+  CXR_CHECK(count > 0, "batchnorm_backward_apply: count ", count, " (the global batch's values per channel)");
+  if (x.numel() == 0) return;
+  const bool accumulate = mode == GradMode::Accumulate;
+  cuda::with_index_type({&dx, &dy, &x}, [&](auto tag) {
+    using Index = decltype(tag);
+    const ViewT<Index> dxv = cuda::view_of<Index>(dx), dyv = cuda::view_of<Index>(dy), xv = cuda::view_of<Index>(x);
+    if (relu)
+      bn_backward_apply_kernel<true, Index><<<cuda::blocks_for(x.numel()), cuda::kThreads, 0, stream()>>>(
+          dxv, accumulate, dyv, xv, gamma, beta, mean, invstd, sum_dy_xhat, sum_dy, count);
+    else
+      bn_backward_apply_kernel<false, Index><<<cuda::blocks_for(x.numel()), cuda::kThreads, 0, stream()>>>(
+          dxv, accumulate, dyv, xv, gamma, nullptr, mean, invstd, sum_dy_xhat, sum_dy, count);
   });
   CXR_CUDA_CHECK_LAUNCH();
 }
