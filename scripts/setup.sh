@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libcli11-dev
           nlohmann-json3-dev libstb-dev libgtest-dev libbenchmark-dev libcairo2-dev libexpat1-dev
-          libgdcm-dev libssl-dev libxxhash-dev)
+          libgdcm-dev libssl-dev libxxhash-dev libopenmpi-dev openmpi-bin)
 # The test suite also opens the HTML report in a headless browser, writes full-size legacy Keras
 # weight files with h5py (tests/fixtures/make_legacy_weight_fixtures.py full-size), and DICOM files
 # with pydicom, DCMTK and GDCM's tools (tests/fixtures/make_dicom_fixtures.py).
