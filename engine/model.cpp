@@ -191,7 +191,12 @@ StepContext DenseNet::context(bool training) const {
   const auto& ws = plan_.entry(workspace_);
   return StepContext{be_, arena(), table_, arena().floats(params_),
                      trainable_ ? arena().floats(grads_) : nullptr, arena().floats(state_),
-                     Workspace{arena().ptr(workspace_), ws.bytes}, training, cfg_.bn_momentum};
+                     Workspace{arena().ptr(workspace_), ws.bytes}, training, cfg_.bn_momentum,
+                     training ? bn_sync_ : nullptr};
+}
+
+void DenseNet::gradients_final_from(int row) const {
+  if (gradient_hook_) gradient_hook_(table_[row].offset);
 }
 
 Tensor DenseNet::input() const { return buffer(input_, Shape{n_, 3, h_, w_}); }
@@ -301,6 +306,7 @@ void DenseNet::backward() {
       be_.dense_backward(dpooled.data, s.grad(dense_), s.grad(dense_ + 1), arena().floats(dlogits_), pooled.data,
                          s.param(dense_), n_, features_c_, cfg_.classes);
     }
+    gradients_final_from(dense_);
     {
       // wide2 <- d features
       BackendRange layer(be_, "avg_pool");
@@ -312,6 +318,7 @@ void DenseNet::backward() {
     bn_final_.backward_relu(s, buffer(last.grad, last.shape), GradMode::Overwrite, dfeat,
                             buffer(last.buffer, last.shape));
   }
+  gradients_final_from(bn_final_.gamma);
   for (size_t b = blocks_.size(); b-- > 0;) {
     const Block& blk = blocks_[b];
     const Tensor block = buffer(blk.buffer, blk.shape), dblock = buffer(blk.grad, blk.shape);
@@ -320,6 +327,7 @@ void DenseNet::backward() {
       for (size_t l = blk.layers.size(); l-- > 0;) {
         BackendRange layer(be_, blk.layer_names[l]);
         blk.layers[l].backward(s, scratch_, block, dblock);
+        gradients_final_from(blk.layers[l].bn0.gamma);
       }
     }
     if (b > 0) {
@@ -327,6 +335,7 @@ void DenseNet::backward() {
       BackendRange range(be_, prev.transition_name), layer(be_, prev.transition_name);
       prev.transition.backward(s, scratch_, buffer(prev.buffer, prev.shape), buffer(prev.grad, prev.shape),
                                dblock.channels(0, prev.shape.c / 2));
+      gradients_final_from(prev.transition.bn.gamma);
     }
   }
   // Stem: wide1 <- z = relu(bn(c1)); wide2 <- dz from the max pool; wide1 <- d c1.
@@ -343,6 +352,7 @@ void DenseNet::backward() {
   const Tensor dc1 = z;  // z is dead once the max pool has routed the gradient
   bn0_.backward_relu(s, dc1, GradMode::Overwrite, dz, c1);
   conv0_.backward_filter(s, dc1, input());
+  gradients_final_from(conv0_.param);
 }
 
 Tensor DenseNet::feature_gradients(const float* dlogits) {

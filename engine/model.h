@@ -49,6 +49,7 @@ class DenseNet {
   const std::vector<LayerInfo>& layers() const { return info_; }
   Backend& backend() const { return be_; }
   int64_t batch() const { return n_; }
+  bool trainable() const { return trainable_; }  // planned with gradients and optimizer state
 
   // Device buffers of the step's inputs: images (N, 3, H, W); labels (N, K) as 0/1 floats;
   // per-class loss weights w_pos, w_neg (K).
@@ -70,6 +71,12 @@ class DenseNet {
   float loss();
   // Backward of the last forward(true) and loss(): every trainable gradient is overwritten.
   void backward();
+  // Data parallel (engine/data_parallel.h). The hook is called during backward() each time the
+  // gradients from a float offset of grads() to its end are final (backward runs the parameter
+  // table in reverse; the offsets only decrease, the last call is 0): a bucket's all-reduce can start.
+  void set_gradient_hook(std::function<void(int64_t first_final)> hook) { gradient_hook_ = std::move(hook); }
+  // --sync-bn: training forwards and backwards normalise over the global batch (null: this rank's).
+  void set_bn_sync(BatchNormSync* sync) { bn_sync_ = sync; }
 
   // Gradient of sum(dlogits * logits) with respect to features() after a forward pass, through the
   // head only (dense layer, global average pool): what Grad-CAM needs. dlogits: device (N, K).
@@ -120,6 +127,7 @@ class DenseNet {
   void forward_block(const StepContext& s, size_t b);
   void forward_transition(const StepContext& s, size_t b);  // block b -> the first channels of block b + 1
   void forward_head(const StepContext& s);
+  void gradients_final_from(int row) const;
 
   Backend& be_;
   DenseNetConfig cfg_;
@@ -142,6 +150,8 @@ class DenseNet {
   MemoryPlan::Id params_{}, grads_{}, state_{}, input_{}, labels_{}, wpos_{}, wneg_{}, loss_{},
       logits_{}, dlogits_{}, pooled_{}, dpooled_{}, dhead_{}, adam_m_{}, adam_v_{}, stem_out_{}, features_{}, workspace_{};
   bool forward_training_done_ = false, loss_done_ = false;
+  std::function<void(int64_t)> gradient_hook_;
+  BatchNormSync* bn_sync_ = nullptr;
 };
 
 // Note [Explaining backward]

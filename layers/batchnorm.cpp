@@ -23,7 +23,17 @@ void BatchNorm::forward(const StepContext& s, const Tensor& y, const Tensor& x, 
   CXR_CHECK(fresh_from >= 0 && fresh_from <= channels, "fresh channels from ", fresh_from, " of ", channels);
   float* rm = s.state_of(gamma + 2);
   float* rv = s.state_of(gamma + 3);
-  if (s.training) {
+  if (s.training && s.bn_sync) {
+    // Global statistics of the fresh channels, then every channel's running update from them.
+    const double n = double(x.n() * x.h() * x.w()) * s.bn_sync->ranks();
+    const double correction = n > 1 ? n / (n - 1) : 1.0;  // Note [BN running variance], global n
+    if (fresh_from < channels) {
+      s.be.batchnorm_stats(mean(s) + fresh_from, invstd(s) + fresh_from, nullptr, nullptr,
+                           x.channels(fresh_from, channels), kEpsilon, s.bn_momentum, correction);
+      s.bn_sync->batch_statistics(mean(s) + fresh_from, invstd(s) + fresh_from, channels - fresh_from, kEpsilon);
+    }
+    s.be.batchnorm_running_update(rm, rv, mean(s), invstd(s), channels, kEpsilon, s.bn_momentum, correction);
+  } else if (s.training) {
     const double n = double(x.n() * x.h() * x.w());
     const double correction = n > 1 ? n / (n - 1) : 1.0;  // Note [BN running variance]
     if (fresh_from == 0) {
@@ -44,14 +54,30 @@ void BatchNorm::recompute(const StepContext& s, const Tensor& y, const Tensor& x
   s.be.batchnorm_apply(y, x, s.param(gamma), s.param(gamma + 1), mean(s), invstd(s), relu);
 }
 
+// --sync-bn: this rank's sums are its dgamma and dbeta (the gradient all-reduce averages them like
+// every other gradient); dx takes the sums over the global batch.
+void BatchNorm::backward_synced(const StepContext& s, const Tensor& dx, GradMode mode, const Tensor& dy,
+                                const Tensor& x, bool relu) const {
+  float* dgamma = s.grad(gamma);
+  float* dbeta = s.grad(gamma + 1);
+  s.be.batchnorm_backward_reduce(dgamma, dbeta, dy, x, s.param(gamma), s.param(gamma + 1), mean(s), invstd(s), relu);
+  const float *global_dy_xhat = nullptr, *global_dy = nullptr;
+  s.bn_sync->backward_sums(dgamma, dbeta, channels, &global_dy_xhat, &global_dy);
+  const double count = double(x.n() * x.h() * x.w()) * s.bn_sync->ranks();
+  s.be.batchnorm_backward_apply(dx, mode, dy, x, s.param(gamma), s.param(gamma + 1), mean(s), invstd(s),
+                                global_dy_xhat, global_dy, count, relu);
+}
+
 void BatchNorm::backward(const StepContext& s, const Tensor& dx, GradMode mode, const Tensor& dy,
                          const Tensor& x) const {
+  if (s.bn_sync) return backward_synced(s, dx, mode, dy, x, false);
   s.be.batchnorm_backward(dx, mode, s.grad(gamma), s.grad(gamma + 1), dy, x, s.param(gamma), mean(s),
                           invstd(s));
 }
 
 void BatchNorm::backward_relu(const StepContext& s, const Tensor& dx, GradMode mode, const Tensor& dy,
                               const Tensor& x) const {
+  if (s.bn_sync) return backward_synced(s, dx, mode, dy, x, true);
   s.be.batchnorm_relu_backward(dx, mode, s.grad(gamma), s.grad(gamma + 1), dy, x, s.param(gamma), s.param(gamma + 1),
                                mean(s), invstd(s));
 }

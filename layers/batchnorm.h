@@ -55,6 +55,8 @@ struct BatchNorm {
                             const Tensor& x) const;
 
  private:
+  void backward_synced(const StepContext& s, const Tensor& dx, GradMode mode, const Tensor& dy, const Tensor& x,
+                       bool relu) const;
   float* mean(const StepContext& s) const { return s.arena.floats(stats); }
   float* invstd(const StepContext& s) const { return s.arena.floats(stats) + stride; }
 };
