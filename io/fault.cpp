@@ -30,6 +30,23 @@ std::atomic<long> g_points{0};
 
 }  // namespace
 
+void step_fault(long step) {
+  static const struct StepFault {
+    long step = 0;
+    bool hang = false;
+    StepFault() {
+      const char* v = std::getenv("CXR_FAULT_STEP");
+      if (!v || !*v) return;
+      step = std::atol(v);
+      const char* colon = std::strchr(v, ':');
+      hang = colon && std::strcmp(colon + 1, "hang") == 0;
+    }
+  } fault;
+  if (fault.step <= 0 || step != fault.step) return;
+  if (!fault.hang) ::kill(::getpid(), SIGKILL);
+  for (;;) ::pause();  // signals still end it (the launcher's SIGKILL)
+}
+
 void fault_point(const char* name) {
   const FaultConfig& c = config();
   if (c.kill_at <= 0 && !c.log) return;

@@ -9,4 +9,10 @@ namespace cxr::io {
 
 void fault_point(const char* name);
 
+// For the data-parallel failure tests: with CXR_FAULT_STEP=N:kill in a rank's environment the rank
+// kills itself (SIGKILL) as training step N starts; with N:hang it stops there for good (sleeps, as a
+// rank on a hung filesystem or a deadlocked driver would) without exiting. Without the variable a
+// call costs one branch.
+void step_fault(long step);
+
 }  // namespace cxr::io

@@ -47,16 +47,19 @@ struct Loader::Buffer {
 Loader::Loader(const PackedDataset& data, const LoaderOptions& opt) : data_(data), opt_(opt) {
   CXR_CHECK(opt_.batch > 0, "batch size ", opt_.batch);
   CXR_CHECK(opt_.threads >= 0, "loader threads ", opt_.threads);
+  CXR_CHECK(opt_.shard_count >= 1 && opt_.shard_rank >= 0 && opt_.shard_rank < opt_.shard_count, "loader shard ",
+            opt_.shard_rank, " of ", opt_.shard_count);
   if (!opt_.allocator.allocate) opt_.allocator = default_host_allocator();
   const int threads = opt_.threads > 0 ? opt_.threads : static_cast<int>(std::thread::hardware_concurrency());
   set_ = data_.indices(opt_.split);
   for (int k = 0; k < 2; ++k)
-    bufs_.push_back(std::make_unique<Buffer>(opt_.allocator, opt_.batch, data_.image_bytes(), opt_.normalize));
+    bufs_.push_back(
+        std::make_unique<Buffer>(opt_.allocator, int(opt_.local_capacity()), data_.image_bytes(), opt_.normalize));
   // The system may refuse a thread (EAGAIN): stop and join those already started before the
   // exception leaves, or unwinding would destroy the condition variable they sleep on (a hang) and
   // their joinable std::threads (std::terminate). LoaderShutdown.ARefusedHelperThread* tests this.
   try {
-    for (int t = 1; t < std::min(threads, opt_.batch); ++t) helpers_.emplace_back([this] { helper(); });
+    for (int t = 1; t < std::min(threads, int(opt_.local_capacity())); ++t) helpers_.emplace_back([this] { helper(); });
   } catch (...) {
     stop_helpers();
     throw;
@@ -175,8 +178,10 @@ void Loader::helper() {
 
 void Loader::fill(Buffer& b, int64_t epoch, int64_t index, const std::vector<int64_t>& order) {
   const int64_t B = opt_.batch;
-  const int64_t n = std::min<int64_t>(B, static_cast<int64_t>(order.size()) - index * B);
-  std::copy(order.begin() + index * B, order.begin() + index * B + n, b.indices);
+  const int64_t global = std::min<int64_t>(B, static_cast<int64_t>(order.size()) - index * B);
+  const int64_t R = opt_.shard_count, r = opt_.shard_rank;
+  const int64_t first = index * B + global * r / R, n = global * (r + 1) / R - global * r / R;
+  std::copy(order.begin() + first, order.begin() + first + n, b.indices);
   {
     std::lock_guard<std::mutex> lock(pool_mu_);
     job_.buf = &b, job_.epoch = epoch, job_.n = n, job_.error = nullptr;

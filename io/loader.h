@@ -40,6 +40,11 @@ struct LoaderOptions {
   HostAllocator allocator;       // empty: default_host_allocator()
   int threads = 0;               // threads assembling a batch (read, flip, normalise); 0: all cores
   bool verify_checksums = true;  // each image against /image_xxh3 (false: the benchmark's comparison)
+  // Data parallel: `batch` is the global batch, and this loader yields rank shard_rank's share of
+  // each global batch of the same order (images [n r / R, n (r + 1) / R) of a batch of n, R =
+  // shard_count): which images (and flips) a global batch holds does not depend on R.
+  int shard_rank = 0, shard_count = 1;
+  int64_t local_capacity() const { return (batch + shard_count - 1) / shard_count; }
   static LoaderOptions train(int batch, uint64_t seed) {
     LoaderOptions o;
     o.split = Split::Train, o.batch = batch, o.shuffle = true, o.flip = true, o.seed = seed;
@@ -54,7 +59,7 @@ struct LoaderOptions {
 
 // One batch; valid until the next call to Loader::next() or start_epoch().
 struct Batch {
-  int64_t size = 0;               // images in this batch (<= options.batch)
+  int64_t size = 0;               // images in this batch (<= options.local_capacity())
   int64_t epoch = 0, index = 0;   // batch index within the epoch
   const int64_t* indices = nullptr;  // (size) dataset indices
   const uint8_t* pixels = nullptr;   // (size, S, S) uint8, flipped when flip is on

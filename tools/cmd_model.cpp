@@ -7,6 +7,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "engine/data_parallel.h"
 #include "engine/init.h"
 #include "engine/model.h"
 #include "io/checkpoint.h"
@@ -67,17 +68,23 @@ struct BenchOptions {
   std::string device = "auto", precision = "fp32", arch = "densenet121", weights;
   app::MemoryPolicyOptions memory;
   bool inference = false, json = false;
+  double bucket_mb = 25;  // under mpirun/srun: `batch` is the global batch (Note [Data parallel])
 };
 
 void run_bench(const BenchOptions& o) {
   if (o.precision != "fp32")
     CXR_FAIL("--precision ", o.precision, ": this build runs fp32 only (reduced precision is issue 7's work)");
   CXR_CHECK(o.steps >= 1 && o.warmup >= 0, "--steps must be >= 1 and --warmup >= 0");
-  auto be = make_backend(o.device);
+  Comm& comm = process_comm();
+  const bool dp = comm.size() > 1 && !o.inference;  // a data-parallel training step over the ranks
+  if (dp && (o.batch % comm.size() != 0 || o.batch / comm.size() < 2))
+    CXR_FAIL("--batch ", o.batch, " (the global batch) must divide by the ", comm.size(), " ranks into at least 2 each");
+  const int64_t batch = dp ? o.batch / comm.size() : o.batch;  // this rank's
+  auto be = make_backend_for_rank(o.device, comm);
   const size_t rss_before = peak_rss_bytes();
   DenseNetConfig cfg = DenseNetConfig::from_arch(o.arch);
-  if (!o.inference) cfg = app::apply_memory_policy(*be, cfg, o.batch, o.size, o.size, o.memory);
-  DenseNet net(*be, cfg, o.batch, o.size, o.size, !o.inference);
+  if (!o.inference) cfg = app::apply_memory_policy(*be, cfg, batch, o.size, o.size, o.memory);
+  DenseNet net(*be, cfg, batch, o.size, o.size, !o.inference);
   std::vector<float> params, state;
   init_keras_default(net.table(), params, state, 1);
   if (!o.weights.empty())  // the speed does not depend on the values; this checks a file loads
@@ -85,31 +92,54 @@ void run_bench(const BenchOptions& o) {
                  io::load_weights(o.weights, net.table(), params, state, io::HeadPolicy::LoadOrInit, 1).c_str());
   net.set_weights(params, state);
 
-  app::upload_random_step_inputs(net, 7);
+  app::upload_random_step_inputs(net, 7 + uint64_t(comm.rank()));
+  std::unique_ptr<GradientReducer> reducer;
+  if (dp) {
+    reducer = make_gradient_reducer(*be, comm, net.grads(), plan_gradient_buckets(net.table(), o.bucket_mb));
+    net.set_gradient_hook([r = reducer.get()](int64_t first) { r->gradients_final_from(first); });
+    if (comm.root())
+      std::fprintf(stderr, "data parallel: %d ranks, %ld images each, gradients by %s in %.0f MB buckets\n",
+                   comm.size(), long(batch), reducer->name().c_str(), o.bucket_mb);
+  }
+  const bool say = comm.root();
 
-  std::fprintf(stderr, "cxr bench: %s on %s, batch %ld, %ldx%ld, %s, arena %s\n", o.arch.c_str(),
+  if (say) std::fprintf(stderr, "cxr bench: %s on %s, batch %ld, %ldx%ld, %s, arena %s\n", o.arch.c_str(),
                be->name().c_str(), long(o.batch), long(o.size), long(o.size),
                o.inference ? "inference" : (std::string("training step (forward + backward), recomputing ") + recompute_name(cfg)).c_str(),
                format_bytes(double(net.plan().total_bytes())).c_str());
-  std::vector<double> times;
+  std::vector<double> times, waits;
   for (int64_t i = 0; i < o.warmup + o.steps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
+    double waited = 0;
     if (o.inference) {
       net.forward(false);
     } else {
+      if (reducer) reducer->begin();
       net.forward(true);
       net.loss();
       net.backward();
+      if (reducer) waited = reducer->finish();
     }
     be->synchronize();
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // The step of the job is its slowest rank's (they meet in the all-reduce every step).
+    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (dp) {
+      double v[2] = {dt, waited};
+      comm.allreduce_sum(v, 2, "bench step time");
+      dt = v[0] / comm.size(), waited = v[1] / comm.size();  // means over the ranks
+    }
     const bool warm = i < o.warmup;
-    if (!warm) times.push_back(dt);
-    std::fprintf(stderr, "  step %ld/%ld%s: %.3f s (%.1f images/s)\n", long(i + 1), long(o.warmup + o.steps),
-                 warm ? " (warm-up)" : "", dt, double(o.batch) / dt);
+    if (!warm) times.push_back(dt), waits.push_back(waited);
+    if (say)
+      std::fprintf(stderr, "  step %ld/%ld%s: %.3f s (%.1f images/s)%s\n", long(i + 1), long(o.warmup + o.steps),
+                   warm ? " (warm-up)" : "", dt, double(o.batch) / dt,
+                   dp ? (", waiting for gradients " + std::to_string(waited).substr(0, 5) + " s").c_str() : "");
   }
   std::sort(times.begin(), times.end());
+  std::sort(waits.begin(), waits.end());
   const double median = times[times.size() / 2];
+  const double median_wait = waits[waits.size() / 2];
+  if (!say) return;
   const double ips = double(o.batch) / median;
   const MeasuredMemory peak = be->measured_peak();  // beside the arena's own figure
   if (o.json) {
@@ -126,7 +156,9 @@ void run_bench(const BenchOptions& o) {
                      {"peak_bytes_kind", peak.how},
                      {"allocated_peak_bytes", be->peak_allocated_bytes()},
                      {"arena_bytes", net.plan().total_bytes()},
-                     {"rss_before_model_bytes", rss_before}};
+                     {"rss_before_model_bytes", rss_before},
+                     {"ranks", dp ? comm.size() : 1},
+                     {"comm_wait_seconds", median_wait}};
     std::cout << j.dump(2) << "\n";
     return;
   }
@@ -135,6 +167,9 @@ void run_bench(const BenchOptions& o) {
               long(o.batch), long(o.size), long(o.size));
   std::printf("median step         %.4f s over %ld steps\n", median, long(o.steps));
   std::printf("images/s            %.2f\n", ips);
+  if (dp)
+    std::printf("ranks               %d (%ld images each); median wait for the gradient all-reduce %.4f s\n",
+                comm.size(), long(batch), median_wait);
   std::printf("arena (planned)     %s\n", format_bytes(double(net.plan().total_bytes())).c_str());
   std::printf("allocated by cxr    %s (peak)\n", format_bytes(double(be->peak_allocated_bytes())).c_str());
   std::printf("peak memory         %s (measured: %s)\n", format_bytes(double(peak.bytes)).c_str(), peak.how.c_str());
@@ -159,6 +194,7 @@ void add_model_commands(CLI::App& app) {
   bench->add_option("--size", bo->size, "Image size (square)")->capture_default_str();
   bench->add_option("--steps", bo->steps, "Timed steps")->capture_default_str();
   bench->add_option("--warmup", bo->warmup, "Untimed warm-up steps")->capture_default_str();
+  bench->add_option("--bucket-mb", bo->bucket_mb, "Under mpirun/srun: MB of gradients per all-reduce bucket (--batch is the global batch)")->capture_default_str()->check(CLI::PositiveNumber);
   bench->add_option("--device", bo->device, "cpu, cuda or auto")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();

@@ -3,6 +3,7 @@
 
 #include <iostream>
 
+#include "engine/comm.h"
 #include "engine/error.h"
 #include "tools/commands.h"
 #include "tools/evaluator.h"
@@ -48,6 +49,14 @@ void add_train_commands(CLI::App& app) {
   t->add_flag("--quiet", o->quiet, "No progress output");
   t->add_flag("--save-initial", o->save_initial, "Also save the initial weights as initial.h5");
   t->add_flag("--log-batches", o->log_batches, "Log each step's dataset indices and flips to batches.jsonl");
+  t->add_flag("--sync-bn", o->sync_bn, "Under mpirun/srun: batch-norm statistics over the global batch, not each rank's");
+  t->add_option("--bucket-mb", o->bucket_mb, "Under mpirun/srun: MB of gradients per all-reduce bucket")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  t->add_option("--comm-timeout", o->comm_timeout, "Under mpirun/srun: seconds a collective waits for the other ranks")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  t->add_option("--check-replicas", o->check_replicas,
+                "Under mpirun/srun: compare every rank's parameters every N steps; stop on a mismatch (0: never)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   t->add_option_function<std::string>(
        "--trace-steps",
        [o](const std::string& v) {
@@ -71,6 +80,7 @@ void add_train_commands(CLI::App& app) {
   t->callback([o] {
     const app::TrainResult r = app::train(*o);
     if (r.interrupted) throw CLI::RuntimeError(130);
+    if (!process_comm().root()) return;
     std::printf("trained %ld epochs; best %s %.6g; checkpoints in %s\n", long(r.epochs_done),
                 o->monitor == "auc" ? "validation mean AUC" : "validation loss", r.best_metric, o->out.c_str());
   });
@@ -89,8 +99,11 @@ void add_train_commands(CLI::App& app) {
       ->capture_default_str();
   ev->add_flag("--json", *e_json, "Print metrics.json on stdout instead of the table");
   ev->add_flag("--quiet", e->quiet, "No progress output");
+  ev->add_option("--comm-timeout", e->comm_timeout, "Under mpirun/srun: seconds a collective waits for the other ranks")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   ev->callback([e, e_json] {
     const auto r = app::evaluate(*e);
+    if (!process_comm().root()) return;  // rank 0 prints for the job
     if (*e_json)
       std::cout << r.dump(2) << "\n";
     else

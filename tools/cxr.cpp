@@ -5,6 +5,7 @@
 
 #include <hdf5.h>
 
+#include "engine/comm.h"
 #include "engine/library_versions.h"
 #include "tools/commands.h"
 
@@ -38,6 +39,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cxr: error: %s (run with --help for the options)\n", e.what());
     return e.get_exit_code();
   } catch (const std::exception& e) {
+    // One rank of a data-parallel job: the others may be waiting for it in a collective; end them all.
+    if (cxr::launched_by_mpi() && cxr::mpi_compiled() && cxr::process_comm().size() > 1)
+      cxr::process_comm().abort(e.what(), 1);
     std::fprintf(stderr, "cxr: error: %s\n", e.what());
     return 1;
   }

@@ -42,16 +42,22 @@ json evaluate(const EvaluateOptions& opt) {
   if (data.indices(split).empty())
     CXR_FAIL(opt.data, " has no images in the ", opt.split, " set (its split is ", data.attribute("split_method"),
              "): choose another --split or prepare the dataset with one");
-  LoadedModel m = load_model(opt.weights, opt.device, opt.batch, data.image_size(), "");
+  Comm& comm = process_comm();
+  comm.set_timeout(opt.comm_timeout);
+  const bool quiet = opt.quiet || !comm.root();
+  if (opt.batch < comm.size())
+    CXR_FAIL("--batch ", opt.batch, " (the global batch) is smaller than the ", comm.size(), " ranks");
+  const int64_t local_batch = (opt.batch + comm.size() - 1) / comm.size();
+  LoadedModel m = load_model(opt.weights, opt.device, local_batch, data.image_size(), "", "densenet121", &comm);
   const int K = io::kNumClasses;
   if (m.net->config().classes != K)
     CXR_FAIL(opt.weights, ": the model has ", m.net->config().classes, " classes, the dataset ", opt.data, " ", K,
              " (ChestX-ray14's): evaluate needs a model of the dataset's classes");
   const io::NormParams norm = norm_params(m.meta);
-  if (!opt.quiet) std::fprintf(stderr, "weights: %s\n", m.description.c_str());
+  if (!quiet) std::fprintf(stderr, "weights: %s\n", m.description.c_str());
 
   std::vector<int64_t> idx;
-  const auto probs = sigmoid(infer_logits(*m.net, data, split, norm, &idx, opt.quiet));
+  const auto probs = sigmoid(infer_logits(*m.net, data, split, norm, &idx, quiet, &comm));
   const auto labels = gather_labels(data, idx);
   const auto auc = io::per_class_auc(probs, labels, K);
   const auto counts = io::class_counts(labels, K);
@@ -92,7 +98,7 @@ json evaluate(const EvaluateOptions& opt) {
   // Thresholds from the validation set (never from the set being scored), applied here.
   if (split != io::Split::Val && !data.indices(io::Split::Val).empty()) {
     std::vector<int64_t> vidx;
-    const auto vprobs = sigmoid(infer_logits(*m.net, data, io::Split::Val, norm, &vidx, opt.quiet));
+    const auto vprobs = sigmoid(infer_logits(*m.net, data, io::Split::Val, norm, &vidx, quiet, &comm));
     const auto vlabels = gather_labels(data, vidx);
     json th = json::object();
     for (auto rule : {io::ThresholdRule::kYouden, io::ThresholdRule::kF1}) {
@@ -113,7 +119,7 @@ json evaluate(const EvaluateOptions& opt) {
   }
   result["published"] = io::auc_comparison_json(auc, boot ? &*boot : nullptr);
 
-  if (!opt.out.empty()) {
+  if (!opt.out.empty() && comm.root()) {
     fs::create_directories(opt.out);
     io::write_text_file((fs::path(opt.out) / "metrics.json").string(), result.dump(2) + "\n");
     std::ostringstream csv;

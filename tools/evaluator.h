@@ -16,8 +16,11 @@ struct EvaluateOptions {
   int bootstrap = 0;  // resamples for 95% intervals (0: none)
   uint64_t seed = 0;
   bool quiet = false;
+  double comm_timeout = 300;  // under mpirun/srun: seconds a collective may wait for the other ranks
 };
 
+// Under mpirun or srun the set is sharded over the ranks and gathered (each image inferred once by
+// one rank; --batch is the global batch); only rank 0 writes files.
 // Per-class ROC AUC (+ bootstrap intervals), ROC curves, the published comparison, thresholds chosen
 // on the validation set and the metrics they give on `split`. Writes metrics.json, per_class.csv and
 // roc_curves.{svg,png} into `out`; returns what metrics.json holds.

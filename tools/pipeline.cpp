@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/data_parallel.h"
 #include "io/classes.h"
 #include "io/dicom.h"
 #include "io/image.h"
@@ -32,8 +33,13 @@ void upload_batch(DenseNet& net, const io::Batch& batch) {
   }
 }
 
+std::vector<float> infer_logits_sharded(DenseNet& net, const io::PackedDataset& data, io::Split split,
+                                        const io::NormParams& norm, std::vector<int64_t>* indices, bool quiet,
+                                        Comm& comm);
+
 std::vector<float> infer_logits(DenseNet& net, const io::PackedDataset& data, io::Split split,
-                                const io::NormParams& norm, std::vector<int64_t>* indices, bool quiet) {
+                                const io::NormParams& norm, std::vector<int64_t>* indices, bool quiet, Comm* comm) {
+  if (comm && comm->size() > 1) return infer_logits_sharded(net, data, split, norm, indices, quiet, *comm);
   io::LoaderOptions opt = io::LoaderOptions::eval(split, int(net.batch()));
   opt.norm = norm;
   io::Loader loader(data, opt);
@@ -54,6 +60,53 @@ std::vector<float> infer_logits(DenseNet& net, const io::PackedDataset& data, io
   }
   progress.finish();
   return logits;
+}
+
+// Each rank its share of every global batch; then every rank's (index, logits) gathered and put in
+// the set's order (ascending dataset index).
+std::vector<float> infer_logits_sharded(DenseNet& net, const io::PackedDataset& data, io::Split split,
+                                        const io::NormParams& norm, std::vector<int64_t>* indices, bool quiet,
+                                        Comm& comm) {
+  io::LoaderOptions opt = io::LoaderOptions::eval(split, int(net.batch() * comm.size()));
+  opt.norm = norm;
+  opt.shard_rank = comm.rank(), opt.shard_count = comm.size();
+  io::Loader loader(data, opt);
+  const int64_t K = net.config().classes;
+  std::vector<float> mine;
+  std::vector<int64_t> mine_idx;
+  io::Progress progress(loader.images(), std::string("inference (") + io::kSplitNames[int(split)] + ", " +
+                                             std::to_string(comm.size()) + " ranks)",
+                        "images", quiet || !comm.root());
+  loader.start_epoch(0);
+  int64_t done = 0;
+  while (const io::Batch* b = loader.next()) {
+    if (b->size > 0) {
+      upload_batch(net, *b);
+      net.forward(false);
+      const auto all = net.get_logits();
+      mine.insert(mine.end(), all.begin(), all.begin() + b->size * K);
+      mine_idx.insert(mine_idx.end(), b->indices, b->indices + b->size);
+    }
+    progress.update(done += b->size * comm.size());
+  }
+  progress.finish();
+  const std::vector<int64_t> idx = comm.allgather(mine_idx, "inference indices");
+  const std::vector<float> logits = comm.allgather(mine, "inference logits");
+  CXR_CHECK(int64_t(idx.size()) == loader.images() && logits.size() == idx.size() * size_t(K), "gathered ",
+            idx.size(), " images of ", loader.images());
+  std::vector<size_t> order(idx.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return idx[a] < idx[b]; });
+  std::vector<float> out(logits.size());
+  if (indices) indices->clear();
+  for (size_t i = 0; i < order.size(); ++i) {
+    std::copy(logits.begin() + long(order[i] * size_t(K)), logits.begin() + long((order[i] + 1) * size_t(K)),
+              out.begin() + long(i * size_t(K)));
+    if (indices) indices->push_back(idx[order[i]]);
+  }
+  for (size_t i = 1; i < order.size(); ++i)
+    CXR_CHECK(idx[order[i]] != idx[order[i - 1]], "image ", idx[order[i]], " was inferred twice");
+  return out;
 }
 
 std::vector<float> gather_labels(const io::PackedDataset& data, const std::vector<int64_t>& indices) {
@@ -121,7 +174,7 @@ io::NormParams norm_params(const io::ModelMeta& meta) {
 }
 
 LoadedModel load_model(const std::string& weights, const std::string& device, int64_t batch, int64_t size_override,
-                       const std::string& normalize_override, const std::string& arch_default) {
+                       const std::string& normalize_override, const std::string& arch_default, Comm* comm) {
   LoadedModel m;
   if (auto meta = io::read_model_meta(weights)) {
     m.meta = *meta;
@@ -131,7 +184,7 @@ LoadedModel load_model(const std::string& weights, const std::string& device, in
   }
   if (size_override > 0) m.meta.image_size = size_override;
   if (!normalize_override.empty()) m.meta.normalization = normalize_override;
-  m.backend = make_backend(device);
+  m.backend = comm ? make_backend_for_rank(device, *comm) : make_backend(device);
   m.net = std::make_unique<DenseNet>(*m.backend, DenseNetConfig::from_arch(m.meta.arch, m.meta.classes), batch,
                                      m.meta.image_size, m.meta.image_size, /*trainable=*/false);
   std::vector<float> params, state;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/comm.h"
 #include "engine/model.h"
 #include "io/checkpoint.h"
 #include "io/loader.h"
@@ -18,8 +19,12 @@ namespace cxr::app {
 void upload_batch(DenseNet& net, const io::Batch& batch);
 
 // Logits (n, K) of every image of `split`, in the set's order (ascending dataset index); indices out.
+// With a communicator of several ranks the set is sharded (each rank infers its share of every
+// global batch of net.batch() x ranks images) and gathered: every rank returns the whole set, each
+// image inferred exactly once.
 std::vector<float> infer_logits(DenseNet& net, const io::PackedDataset& data, io::Split split,
-                                const io::NormParams& norm, std::vector<int64_t>* indices, bool quiet);
+                                const io::NormParams& norm, std::vector<int64_t>* indices, bool quiet,
+                                Comm* comm = nullptr);
 
 // Labels (n, K) as floats for the given dataset indices.
 std::vector<float> gather_labels(const io::PackedDataset& data, const std::vector<int64_t>& indices);
@@ -49,7 +54,8 @@ struct LoadedModel {
   std::string description;  // what load_weights said
 };
 LoadedModel load_model(const std::string& weights, const std::string& device, int64_t batch, int64_t size_override,
-                       const std::string& normalize_override, const std::string& arch_default = "densenet121");
+                       const std::string& normalize_override, const std::string& arch_default = "densenet121",
+                       Comm* comm = nullptr);  // a rank of a data-parallel job: its GPU (make_backend_for_rank)
 
 // Is stderr a terminal (progress bars) or a log (a plain line every few seconds)?
 bool stderr_is_tty();

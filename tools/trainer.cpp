@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "engine/data_parallel.h"
 #include "engine/init.h"
 #include "io/checkpoint.h"
 #include "io/classes.h"
@@ -32,17 +33,23 @@ using nlohmann::json;
 volatile std::sig_atomic_t g_interrupted = 0;
 extern "C" void on_sigint(int) { g_interrupted = 1; }
 
-// Installs the Ctrl-C handler for the duration of a run.
+// Installs the Ctrl-C and SIGTERM handler for the duration of a run (mpirun and Slurm pass SIGTERM
+// to every rank; the ranks agree on it at the end of the step: Run::agree_on_step).
 class InterruptGuard {
  public:
   InterruptGuard() {
     g_interrupted = 0;
-    previous_ = std::signal(SIGINT, on_sigint);
+    previous_int_ = std::signal(SIGINT, on_sigint);
+    previous_term_ = std::signal(SIGTERM, on_sigint);
   }
-  ~InterruptGuard() { std::signal(SIGINT, previous_); }
+  ~InterruptGuard() {
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
 
  private:
-  void (*previous_)(int);
+  void (*previous_int_)(int);
+  void (*previous_term_)(int);
 };
 
 // One line per epoch of progress: a bar redrawn in place on a terminal, a line every 5 s otherwise.
@@ -136,7 +143,7 @@ json options_json(const TrainOptions& o) {
           {"bn_momentum", o.bn_momentum}, {"plateau_factor", o.plateau_factor}, {"plateau_patience", o.plateau_patience},
           {"freeze_epochs", o.freeze_epochs}, {"seed", o.seed}, {"flip", o.flip},
           {"max_steps_per_epoch", o.max_steps_per_epoch}, {"recompute", o.memory.recompute},
-          {"memory_budget", o.memory.budget}};
+          {"memory_budget", o.memory.budget}, {"sync_bn", o.sync_bn}};
 }
 
 // Training curves (loss and mean AUC per epoch) from the run's metrics log.
@@ -161,7 +168,7 @@ void write_training_curves(const fs::path& out) {
 
 namespace {
 
-void check_options(const TrainOptions& opt) {
+void check_options(const TrainOptions& opt, const Comm& comm) {
   CXR_CHECK(opt.epochs >= 1, "--epochs must be at least 1, got ", opt.epochs);
   CXR_CHECK(opt.batch >= 2, "--batch must be at least 2 (batch normalisation needs it), got ", opt.batch);
   CXR_CHECK(opt.monitor == "loss" || opt.monitor == "auc", "--monitor must be loss or auc, got ", opt.monitor);
@@ -170,6 +177,15 @@ void check_options(const TrainOptions& opt) {
   CXR_CHECK(opt.bn_momentum >= 0 && opt.bn_momentum < 1, "--bn-momentum must be in [0, 1), got ", opt.bn_momentum);
   CXR_CHECK(opt.trace_first <= opt.trace_last, "--trace-steps ", opt.trace_first, ":", opt.trace_last,
             ": the first step is after the last");
+  CXR_CHECK(opt.bucket_mb > 0, "--bucket-mb must be positive, got ", opt.bucket_mb);
+  CXR_CHECK(opt.comm_timeout > 0, "--comm-timeout must be positive, got ", opt.comm_timeout);
+  CXR_CHECK(opt.check_replicas >= 0, "--check-replicas must be 0 (off) or a number of steps, got ", opt.check_replicas);
+  if (opt.batch % comm.size() != 0)
+    CXR_FAIL("--batch ", opt.batch, " (the global batch) does not divide by the ", comm.size(),
+             " ranks: choose a multiple of ", comm.size());
+  if (opt.batch / comm.size() < 2)
+    CXR_FAIL("--batch ", opt.batch, " over ", comm.size(), " ranks leaves ", opt.batch / comm.size(),
+             " image per rank: batch normalisation needs at least 2 per rank");
 }
 
 // One training run: the dataset, the model and its optimizer state, the schedule, the run folder.
@@ -177,7 +193,7 @@ void check_options(const TrainOptions& opt) {
 // optimizer state), then per epoch train_epoch() and finish_epoch() (validation, schedule, checkpoints).
 class Run {
  public:
-  explicit Run(const TrainOptions& opt);
+  Run(const TrainOptions& opt, Comm& comm);
   TrainResult run();
 
  private:
@@ -190,6 +206,11 @@ class Run {
   // Trains one epoch; false when Ctrl-C interrupted it (a checkpoint was saved).
   bool train_epoch(int64_t epoch, double* mean_loss);
   void train_step(const io::Batch& batch, int64_t epoch, int64_t b, bool frozen);
+  void set_up_data_parallel();
+  void log_batch(const io::Batch& batch, int64_t epoch);
+  // After backward: the ranks' mean loss and whether any rank was interrupted, agreed by all.
+  float agree_on_step(float local_loss);
+  bool writer() const { return comm_.root(); }  // only rank 0 writes files and progress
   void finish_epoch(int64_t epoch, double train_loss, double train_seconds, bool frozen);
   bool tracing(int64_t global_step) const {
     return prof_ && global_step >= opt_.trace_first && global_step <= opt_.trace_last;
@@ -197,6 +218,8 @@ class Run {
   void write_trace();
 
   const TrainOptions& opt_;
+  Comm& comm_;
+  bool quiet_;  // --quiet, or a rank other than 0
   io::PackedDataset data_;
   std::vector<int64_t> train_idx_, val_idx_;
   int64_t S_ = 0;
@@ -221,27 +244,56 @@ class Run {
   bool trace_written_ = false;
   TrainResult result_;
   float last_loss_ = 0;
+  std::unique_ptr<GradientReducer> reducer_;
+  std::unique_ptr<BatchNormSync> bn_sync_;
+  bool agreed_interrupt_ = false;
+  double comm_wait_s_ = 0;  // this epoch's host waits for the gradient all-reduce
 };
 
-Run::Run(const TrainOptions& opt) : opt_(opt), data_(opt.data), lr_(opt.lr) {
-  check_options(opt);
+Run::Run(const TrainOptions& opt, Comm& comm)
+    : opt_(opt), comm_(comm), quiet_(opt.quiet || !comm.root()), data_(opt.data), lr_(opt.lr) {
+  check_options(opt, comm);
+  comm_.set_timeout(opt.comm_timeout);
   check_data_and_folder();
   build_model();
   load_initial_weights();
   set_normalisation_and_loss_weights();
   restore_optimizer_state();
+  set_up_data_parallel();
+  // Each rank its share of every global batch; the last partial batch is dropped by every rank
+  // (a last batch of one image would make batch statistics degenerate).
   io::LoaderOptions lo = io::LoaderOptions::train(int(opt.batch), opt.seed);
   lo.flip = opt.flip;
-  lo.drop_last = true;  // a last batch of one image would make batch statistics degenerate
+  lo.drop_last = true;
   lo.norm = norm_;
+  lo.shard_rank = comm_.rank(), lo.shard_count = comm_.size();
   loader_ = std::make_unique<io::Loader>(data_, lo);
   steps_per_epoch_ = loader_->batches_per_epoch();
   if (opt.max_steps_per_epoch > 0) steps_per_epoch_ = std::min(steps_per_epoch_, opt.max_steps_per_epoch);
-  tidy_run_folder(out_, step_, first_epoch_);
-  log_.open((out_ / "metrics.jsonl").string(), std::ios::app);
-  CXR_CHECK(log_.good(), "cannot write ", (out_ / "metrics.jsonl").string());
-  if (opt.save_initial && !opt.resume) save((out_ / "initial.h5").string(), 0);
-  if (opt.log_batches) batch_log_.open((out_ / "batches.jsonl").string(), std::ios::app);
+  if (writer()) {
+    tidy_run_folder(out_, step_, first_epoch_);
+    log_.open((out_ / "metrics.jsonl").string(), std::ios::app);
+    CXR_CHECK(log_.good(), "cannot write ", (out_ / "metrics.jsonl").string());
+    if (opt.save_initial && !opt.resume) save((out_ / "initial.h5").string(), 0);
+    if (opt.log_batches) batch_log_.open((out_ / "batches.jsonl").string(), std::ios::app);
+  }
+}
+
+// Every rank starts from rank 0's parameters, statistics and Adam moments; the gradients are
+// averaged in buckets during backward; --sync-bn synchronises batch normalisation.
+void Run::set_up_data_parallel() {
+  if (comm_.size() == 1) return;
+  broadcast_model(*net_, comm_);
+  reducer_ = make_gradient_reducer(*be_, comm_, net_->grads(), plan_gradient_buckets(net_->table(), opt_.bucket_mb));
+  net_->set_gradient_hook([r = reducer_.get()](int64_t first_final) { r->gradients_final_from(first_final); });
+  if (opt_.sync_bn) {
+    bn_sync_ = make_batchnorm_sync(*be_, comm_);
+    net_->set_bn_sync(bn_sync_.get());
+  }
+  if (!quiet_)
+    std::fprintf(stderr, "data parallel: %d ranks over %s, gradients by %s, %ld images per rank, batch norm %s\n",
+                 comm_.size(), comm_.name().c_str(), reducer_->name().c_str(), long(opt_.batch / comm_.size()),
+                 opt_.sync_bn ? "over the global batch (--sync-bn)" : "per rank");
 }
 
 void Run::check_data_and_folder() {
@@ -258,23 +310,26 @@ void Run::check_data_and_folder() {
     CXR_FAIL("the training set of ", opt_.data, " has ", train_idx_.size(), " images, fewer than --batch ", opt_.batch);
   out_ = fs::path(opt_.out);
   last_path_ = (out_ / "last.h5").string(), best_path_ = (out_ / "best.h5").string();
-  if (opt_.resume && !fs::exists(last_path_)) CXR_FAIL("--resume: no checkpoint ", last_path_, " to continue from");
+  if (opt_.resume && !fs::exists(last_path_))
+    CXR_FAIL("--resume: no checkpoint ", last_path_, " to continue from",
+             comm_.size() > 1 ? " (every rank reads it: the run folder must be visible to all of them)" : "");
   if (!opt_.resume && fs::exists(last_path_))
     CXR_FAIL(opt_.out, " already holds a run (", last_path_, "): pass --resume to continue it or choose another --out");
-  fs::create_directories(out_);
+  if (writer()) fs::create_directories(out_);
 }
 
 void Run::build_model() {
-  be_ = make_backend(opt_.device);
+  be_ = make_backend_for_rank(opt_.device, comm_);
   arch_ = DenseNetConfig::from_arch(opt_.arch, io::kNumClasses);
   arch_.bn_momentum = opt_.bn_momentum;
-  arch_ = apply_memory_policy(*be_, arch_, opt_.batch, S_, S_, opt_.memory);
+  const int64_t local_batch = opt_.batch / comm_.size();  // this rank's share of the global batch
+  arch_ = apply_memory_policy(*be_, arch_, local_batch, S_, S_, opt_.memory);
   if (opt_.trace_last > 0) prof_ = std::make_unique<ProfilingBackend>(*be_);
   Backend& runs_on = prof_ ? static_cast<Backend&>(*prof_) : *be_;
-  net_ = std::make_unique<DenseNet>(runs_on, arch_, opt_.batch, S_, S_, /*trainable=*/true);
-  if (!opt_.quiet)
+  net_ = std::make_unique<DenseNet>(runs_on, arch_, local_batch, S_, S_, /*trainable=*/true);
+  if (!quiet_)
     std::fprintf(stderr, "model: %s on %s, batch %ld at %ldx%ld, memory plan %s, recomputing %s in backward\n",
-                 arch_.arch.c_str(), be_->name().c_str(), long(opt_.batch), long(S_), long(S_),
+                 arch_.arch.c_str(), be_->name().c_str(), long(local_batch), long(S_), long(S_),
                  format_bytes(double(net_->plan().total_bytes())).c_str(), recompute_name(arch_));
 }
 
@@ -291,14 +346,14 @@ void Run::load_initial_weights() {
     std::optional<io::ModelMeta> m;
     const std::string what =
         io::load_weights(last_path_, table, params, state, io::HeadPolicy::Require, 0, &m, &resumed_);
-    if (!opt_.quiet) std::fprintf(stderr, "resuming %s: %s\n", last_path_.c_str(), what.c_str());
+    if (!quiet_) std::fprintf(stderr, "resuming %s: %s\n", last_path_.c_str(), what.c_str());
     CXR_CHECK(resumed_.has_value(), last_path_, " has no training state to resume from");
     meta_ = *m;
   } else if (!opt_.weights.empty()) {
     net_->get_weights(&params, &state);
     const auto policy = opt_.drop_head ? io::HeadPolicy::Drop : io::HeadPolicy::LoadOrInit;
     const std::string what = io::load_weights(opt_.weights, table, params, state, policy, opt_.seed);
-    if (!opt_.quiet) std::fprintf(stderr, "weights %s: %s\n", opt_.weights.c_str(), what.c_str());
+    if (!quiet_) std::fprintf(stderr, "weights %s: %s\n", opt_.weights.c_str(), what.c_str());
   } else {
     init_keras_default(table, params, state, opt_.seed);
   }
@@ -318,7 +373,7 @@ void Run::set_normalisation_and_loss_weights() {
   weights_ = class_weights(data_, io::Split::Train, opt_.loss == "plain");
   be_->copy_to_device(net_->w_pos(), weights_.pos.data(), sizeof(float) * weights_.pos.size());
   be_->copy_to_device(net_->w_neg(), weights_.neg.data(), sizeof(float) * weights_.neg.size());
-  if (opt_.quiet) return;
+  if (quiet_) return;
   std::fprintf(stderr, "cxr train: %s on %s, batch %ld, %ldx%ld, %zu training and %zu validation images\n",
                opt_.arch.c_str(), be_->name().c_str(), long(opt_.batch), long(S_), long(S_), train_idx_.size(),
                val_idx_.size());
@@ -341,7 +396,10 @@ void Run::restore_optimizer_state() {
   sched_ = Scheduler::from_json(resumed_->scheduler_json);
 }
 
+// Rank 0 only (every rank holds the same model; the checkpoint holds nothing rank-dependent, so a
+// run resumes with any number of ranks).
 void Run::save(const std::string& path, int64_t epochs_done) {
+  if (!writer()) return;
   std::vector<float> p, s;
   net_->get_weights(&p, &s);
   io::TrainingState ts;
@@ -364,18 +422,20 @@ void Run::train_step(const io::Batch& batch, int64_t epoch, int64_t b, bool froz
     BackendRange upload(net_->backend(), "upload");
     upload_batch(*net_, batch);
   }
-  if (batch_log_.is_open())
-    log_line(batch_log_, {{"epoch", epoch + 1}, {"step", step_ + 1},
-                          {"indices", std::vector<int64_t>(batch.indices, batch.indices + batch.size)},
-                          {"flipped", std::vector<int>(batch.flipped, batch.flipped + batch.size)}});
+  log_batch(batch, epoch);
   DenseNet& net = *net_;
+  comm_.set_step(step_ + 1);
+  io::step_fault(long(step_ + 1));  // CXR_FAULT_STEP (io/fault.h): the failure tests
+  if (reducer_) reducer_->begin();
   net.forward(true);
-  const float loss = net.loss();
+  const float local_loss = net.loss();
+  net.backward();
+  if (reducer_) comm_wait_s_ += reducer_->finish();
+  const float loss = agree_on_step(local_loss);
   if (!std::isfinite(loss))
     CXR_FAIL("the loss became ", loss, " at epoch ", epoch + 1, ", step ", b + 1,
              ": training stopped; the last good checkpoint is ",
              fs::exists(last_path_) ? last_path_ : std::string("(none yet)"), " (try a lower --lr)");
-  net.backward();
   ++step_;
   AdamParams a;
   a.lr = lr_, a.weight_decay = opt_.weight_decay, a.step = step_;
@@ -390,14 +450,48 @@ void Run::train_step(const io::Batch& batch, int64_t epoch, int64_t b, bool froz
   else
     be.adam_update(net.params(), net.adam_m(), net.adam_v(), net.grads(), table.trainable_count(), a);
   last_loss_ = loss;
+  if (comm_.size() > 1 && !opt_.sync_bn) broadcast_running_statistics(net, comm_);  // Note [Data parallel]
+  if (opt_.check_replicas > 0 && step_ % opt_.check_replicas == 0) check_replicas(net, comm_, step_);
+}
+
+// One rank's batches.jsonl line holds the global batch: every rank's share, gathered.
+void Run::log_batch(const io::Batch& batch, int64_t epoch) {
+  if (!opt_.log_batches) return;
+  std::vector<int64_t> mine(batch.indices, batch.indices + batch.size);
+  for (int64_t k = 0; k < batch.size; ++k) mine.push_back(batch.flipped[k]);
+  const std::vector<int64_t> all = comm_.allgather(mine, "batch log");  // rank order: the global batch's order
+  if (!writer()) return;
+  std::vector<int64_t> indices;
+  std::vector<int> flipped;
+  for (size_t at = 0; at < all.size();) {
+    const size_t n = size_t(batch.size);  // every rank's share has the same size in training
+    indices.insert(indices.end(), all.begin() + long(at), all.begin() + long(at + n));
+    flipped.insert(flipped.end(), all.begin() + long(at + n), all.begin() + long(at + 2 * n));
+    at += 2 * n;
+  }
+  log_line(batch_log_, {{"epoch", epoch + 1}, {"step", step_ + 1}, {"indices", indices}, {"flipped", flipped}});
+}
+
+// The loss logged is the mean over the global batch (the ranks' means, equal shares); an interrupt
+// on any rank stops every rank after this step; a non-finite loss on any rank stops every rank.
+float Run::agree_on_step(float local_loss) {
+  if (comm_.size() == 1) {
+    agreed_interrupt_ = g_interrupted != 0;
+    return local_loss;
+  }
+  double v[2] = {double(local_loss), g_interrupted ? 1.0 : 0.0};
+  comm_.allreduce_sum(v, 2, "the step's loss");
+  agreed_interrupt_ = v[1] > 0;
+  return float(v[0] / comm_.size());
 }
 
 bool Run::train_epoch(int64_t epoch, double* mean_loss) {
   const bool frozen = epoch < opt_.freeze_epochs;
   const auto t0 = Clock::now();
   loader_->start_epoch(epoch);
+  comm_wait_s_ = 0;
   StepProgress progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(opt_.epochs), steps_per_epoch_,
-                        opt_.quiet);
+                        quiet_);
   double loss_sum = 0;
   int64_t counted = 0;
   for (int64_t b = 0; b < steps_per_epoch_; ++b) {
@@ -423,14 +517,16 @@ bool Run::train_epoch(int64_t epoch, double* mean_loss) {
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     const double ips = double(counted * opt_.batch) / std::max(elapsed, 1e-9);
     progress.update(b + 1, loss_sum / double(counted), ips);
-    if ((b + 1) % opt_.log_every == 0)
+    if ((b + 1) % opt_.log_every == 0 && writer())
       log_line(log_, {{"type", "step"}, {"epoch", epoch + 1}, {"step", step_}, {"loss", last_loss_}, {"lr", lr_},
                       {"images_per_second", ips}});
-    if (g_interrupted) {
+    if (agreed_interrupt_) {
       sched_.resume_batch = b + 1;
       save(last_path_, epoch);
-      std::fprintf(stderr, "\ninterrupted: saved %s (epoch %ld, step %ld); continue with --resume\n",
-                   last_path_.c_str(), long(epoch + 1), long(b + 1));
+      comm_.barrier("the interrupted run's checkpoint");  // no rank exits before rank 0 has saved
+      if (writer())
+        std::fprintf(stderr, "\ninterrupted: saved %s (epoch %ld, step %ld); continue with --resume\n",
+                     last_path_.c_str(), long(epoch + 1), long(b + 1));
       result_.interrupted = true;
       result_.epochs_done = epoch;
       return false;
@@ -446,10 +542,14 @@ bool Run::train_epoch(int64_t epoch, double* mean_loss) {
 void Run::finish_epoch(int64_t epoch, double train_loss, double train_seconds, bool frozen) {
   json epoch_log = {{"type", "epoch"}, {"epoch", epoch + 1}, {"step", step_}, {"train_loss", train_loss},
                     {"lr", lr_}, {"train_seconds", train_seconds}, {"frozen_backbone", frozen}};
+  if (comm_.size() > 1) {
+    epoch_log["ranks"] = comm_.size();
+    epoch_log["comm_wait_seconds"] = comm_wait_s_;  // rank 0's host waits for the gradient all-reduce
+  }
   double monitored = train_loss;
   if (!val_idx_.empty()) {
     std::vector<int64_t> idx;
-    const auto logits = infer_logits(*net_, data_, io::Split::Val, norm_, &idx, true);
+    const auto logits = infer_logits(*net_, data_, io::Split::Val, norm_, &idx, true, &comm_);  // sharded
     const auto labels = gather_labels(data_, idx);
     const double val_loss = weighted_bce_host(logits, labels, weights_, io::kNumClasses);
     const auto auc = io::per_class_auc(logits, labels, io::kNumClasses);
@@ -461,10 +561,10 @@ void Run::finish_epoch(int64_t epoch, double train_loss, double train_seconds, b
     epoch_log["val_mean_auc"] = mean_auc;
     epoch_log["val_auc"] = per_class;
     monitored = opt_.monitor == "auc" ? -mean_auc : val_loss;  // lower is better
-    if (!opt_.quiet)
+    if (!quiet_)
       std::fprintf(stderr, "epoch %ld: train loss %.4f, val loss %.4f, val mean AUC %.4f, lr %.2g\n",
                    long(epoch + 1), train_loss, val_loss, mean_auc, lr_);
-  } else if (!opt_.quiet) {
+  } else if (!quiet_) {
     std::fprintf(stderr, "epoch %ld: train loss %.4f (no validation set), lr %.2g\n", long(epoch + 1), train_loss, lr_);
   }
   const bool improved = !sched_.has_best || monitored < sched_.best;
@@ -473,7 +573,7 @@ void Run::finish_epoch(int64_t epoch, double train_loss, double train_seconds, b
   } else if (++sched_.bad_epochs >= opt_.plateau_patience) {
     lr_ *= opt_.plateau_factor;  // Keras's ReduceLROnPlateau: after `patience` epochs without improvement
     sched_.bad_epochs = 0;
-    if (!opt_.quiet)
+    if (!quiet_)
       std::fprintf(stderr, "no improvement for %ld epochs: learning rate now %.3g\n", long(opt_.plateau_patience), lr_);
   }
   epoch_log["lr_next"] = lr_;
@@ -483,21 +583,21 @@ void Run::finish_epoch(int64_t epoch, double train_loss, double train_seconds, b
   // was never written.
   if (improved) {
     save(best_path_, epoch + 1);
-    if (!opt_.quiet) std::fprintf(stderr, "saved %s (best so far)\n", best_path_.c_str());
+    if (!quiet_) std::fprintf(stderr, "saved %s (best so far)\n", best_path_.c_str());
   }
-  log_line(log_, epoch_log);
+  if (writer()) log_line(log_, epoch_log);
   save(last_path_, epoch + 1);
   result_.epochs_done = epoch + 1;
 }
 
 // --trace-steps A:B: the traced steps' ops, ranges, loader waits and uploads as one Chrome trace.
 void Run::write_trace() {
-  if (!prof_ || trace_written_ || traced_steps_.empty()) return;
+  if (!prof_ || trace_written_ || traced_steps_.empty() || !writer()) return;
   json trace = chrome_trace(*prof_, traced_steps_, "cxr train " + opt_.arch, loader_waits_);
   const std::string path = (out_ / "trace.json").string();
   io::write_text_file(path, trace.dump() + "\n");
   trace_written_ = true;
-  if (!opt_.quiet)
+  if (!quiet_)
     std::fprintf(stderr, "\ntrace: %s (steps %ld to %ld; open in https://ui.perfetto.dev)\n", path.c_str(),
                  long(opt_.trace_first), long(std::min(step_, opt_.trace_last)));
 }
@@ -516,12 +616,13 @@ TrainResult Run::run() {
   }
   write_trace();  // a run shorter than the traced slice
   result_.best_metric = opt_.monitor == "auc" ? -sched_.best : sched_.best;
-  write_training_curves(out_);
+  if (writer()) write_training_curves(out_);
   return result_;
 }
 
 }  // namespace
 
-TrainResult train(const TrainOptions& opt) { return Run(opt).run(); }
+TrainResult train(const TrainOptions& opt) { return Run(opt, process_comm()).run(); }
+TrainResult train(const TrainOptions& opt, Comm& comm) { return Run(opt, comm).run(); }
 
 }  // namespace cxr::app

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/comm.h"
 #include "tools/memory_policy.h"
 
 namespace cxr::app {
@@ -33,6 +34,12 @@ struct TrainOptions {
   bool save_initial = false, log_batches = false;
   // --trace-steps A:B: profile global steps A to B (1-based, inclusive) into <out>/trace.json (0:0 off).
   int64_t trace_first = 0, trace_last = 0;
+  // Data parallel (under mpirun or srun; Note [Data parallel] in engine/data_parallel.h): `batch` is
+  // the global batch.
+  bool sync_bn = false;        // BN statistics over the global batch
+  double bucket_mb = 25;       // gradient all-reduce buckets (the first is 1 MB)
+  double comm_timeout = 300;   // seconds a collective may wait for the other ranks
+  int64_t check_replicas = 0;  // compare every rank's parameters every N steps (0: never)
 };
 
 struct TrainResult {
@@ -44,5 +51,7 @@ struct TrainResult {
 // Runs training; throws cxr::Error with a one-line reason on bad input or a non-finite loss (the
 // last good checkpoint is kept).
 TrainResult train(const TrainOptions& opt);
+// The same as one rank of `comm` (train(opt) uses process_comm(): MPI's world under a launcher).
+TrainResult train(const TrainOptions& opt, Comm& comm);
 
 }  // namespace cxr::app
