@@ -202,6 +202,65 @@ TEST(DataLoader, ThreadCountDoesNotChangeBatches) {
   EXPECT_EQ(collect(0), one);
 }
 
+// Data parallel (io/loader.h shards): the R ranks' batches of a global batch, put side by side in
+// rank order, are the unsharded loader's batch (indices, flips, pixels, labels), for training
+// (shuffled, flipped, last partial batch dropped) and evaluation (the last partial batch split too),
+// with R = 2 and 3 (a global batch of 12 images splits 6+6 and 4+4+4; eval's last batch of 5 images
+// 2+3 and 1+2+2).
+TEST(DataLoader, ShardsOfEveryRankMakeUpTheGlobalBatch) {
+  ToyPacked t(50);
+  PackedDataset d(t.path);
+  for (const bool train : {true, false}) {
+    auto options = [&] {
+      LoaderOptions o = train ? LoaderOptions::train(12, 11) : LoaderOptions::eval(Split::Train, 12);
+      o.drop_last = train;
+      return o;
+    };
+    // (batch index) -> its images as "index*2+flip", pixels and labels, in order.
+    auto collect = [&](const LoaderOptions& o, int64_t epoch) {
+      Loader l(d, o);
+      l.start_epoch(epoch);
+      std::vector<std::vector<float>> batches;
+      while (const Batch* b = l.next()) {
+        std::vector<float> v;
+        for (int64_t k = 0; k < b->size; ++k) v.push_back(static_cast<float>(b->indices[k] * 2 + b->flipped[k]));
+        v.insert(v.end(), b->input, b->input + b->size * 3 * t.S * t.S);
+        v.insert(v.end(), b->labels, b->labels + b->size * kNumClasses);
+        batches.push_back(v);
+      }
+      return batches;
+    };
+    for (const int ranks : {2, 3}) {
+      for (int64_t epoch = 0; epoch < 2; ++epoch) {
+        const auto whole = collect(options(), epoch);
+        std::vector<std::vector<std::vector<float>>> shards;
+        for (int r = 0; r < ranks; ++r) {
+          LoaderOptions o = options();
+          o.shard_rank = r, o.shard_count = ranks;
+          shards.push_back(collect(o, epoch));
+          ASSERT_EQ(shards.back().size(), whole.size()) << "rank " << r;
+        }
+        for (size_t b = 0; b < whole.size(); ++b) {
+          // Reassemble: each shard holds (ids, pixels, labels) of its images; split by image count.
+          std::vector<float> ids, px, labels;
+          for (int r = 0; r < ranks; ++r) {
+            const auto& v = shards[size_t(r)][b];
+            const size_t n = v.size() / size_t(1 + 3 * t.S * t.S + kNumClasses);
+            ids.insert(ids.end(), v.begin(), v.begin() + long(n));
+            px.insert(px.end(), v.begin() + long(n), v.begin() + long(n + n * 3 * t.S * t.S));
+            labels.insert(labels.end(), v.begin() + long(n + n * 3 * t.S * t.S), v.end());
+          }
+          std::vector<float> joined = ids;
+          joined.insert(joined.end(), px.begin(), px.end());
+          joined.insert(joined.end(), labels.begin(), labels.end());
+          EXPECT_EQ(joined, whole[b]) << (train ? "train" : "eval") << ", " << ranks << " ranks, epoch " << epoch
+                                      << ", batch " << b;
+        }
+      }
+    }
+  }
+}
+
 // Direct chunk reads (pread at the chunk's file address, Note [direct chunk reads]) give what HDF5
 // reads, from many threads at once; an image never written (unreadable) reads as zeros.
 TEST(DataPacked, DirectReadsMatchHdf5) {

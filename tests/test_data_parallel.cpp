@@ -1,0 +1,117 @@
+// Data parallel in one process (the two-rank checks are tests/test_data_parallel_mpi.cpp, under
+// mpirun): the gradient buckets' plan, the gradient hook's promise that a bucket is final when it is
+// started, and the one-rank communicator.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "engine/comm.h"
+#include "engine/data_parallel.h"
+#include "engine/init.h"
+#include "engine/model.h"
+
+namespace cxr {
+namespace {
+
+TEST(DataParallel, BucketsCoverTheGradientsFromTheEndAtTensorBoundaries) {
+  auto be = make_cpu_backend();
+  const DenseNet net(*be, DenseNetConfig::from_arch("densenet121"), 2, 32, 32, true, /*allocate=*/false);
+  const ParamTable& t = net.table();
+  std::vector<int64_t> starts;  // the offsets where a trainable tensor starts
+  for (const ParamEntry& e : t.entries())
+    if (e.trainable) starts.push_back(e.offset);
+  starts.push_back(t.trainable_count());
+  for (const double mb : {25.0, 4.0, 0.5}) {
+    const auto buckets = plan_gradient_buckets(t, mb);
+    ASSERT_FALSE(buckets.empty());
+    EXPECT_EQ(buckets.front().end, t.trainable_count());
+    EXPECT_EQ(buckets.back().begin, 0);
+    for (size_t i = 0; i < buckets.size(); ++i) {
+      const auto& b = buckets[i];
+      EXPECT_LT(b.begin, b.end);
+      if (i > 0) {
+        EXPECT_EQ(b.end, buckets[i - 1].begin) << "contiguous, from the end";
+      }
+      EXPECT_TRUE(std::binary_search(starts.begin(), starts.end(), b.begin)) << "cut at a tensor boundary";
+      // At most the cap, unless a single tensor is larger (then alone).
+      const double cap = (i == 0 ? 1.0 : mb) * 1e6;
+      const bool one_tensor = *std::upper_bound(starts.begin(), starts.end(), b.begin) == b.end;
+      EXPECT_TRUE(double(b.floats()) * 4 <= cap || one_tensor) << "bucket " << i << " of " << b.floats() * 4 << " bytes";
+    }
+    // The first bucket is small: the head (dense kernel and bias, the final BN) of about 0.06 MB.
+    EXPECT_LE(buckets.front().floats() * 4, 1000000);
+  }
+  // DenseNet121's 27.9 MB of FP32 gradients in about 25 MB buckets: 1 MB first, then two.
+  EXPECT_EQ(plan_gradient_buckets(t, 25.0).size(), 3u);
+}
+
+// Every offset the hook reports is final: the gradients from it to the end do not change until
+// backward returns (snapshots after each call against the final gradients). The offsets decrease
+// and the last one is 0.
+TEST(DataParallel, GradientHookReportsOnlyFinalGradients) {
+  auto be = make_cpu_backend();
+  DenseNetConfig cfg;
+  cfg.blocks = {2, 3};
+  cfg.growth = 8, cfg.bottleneck = 16, cfg.stem = 16;
+  DenseNet net(*be, cfg, 3, 16, 16, true);
+  std::vector<float> p, s;
+  net.get_weights(&p, &s);
+  init_keras_default(net.table(), p, s, 3);
+  net.set_weights(p, s);
+  std::vector<float> img(size_t(3 * 3 * 16 * 16)), lab(size_t(3 * 14), 0.0f), w(14, 1.0f);
+  for (size_t i = 0; i < img.size(); ++i) img[i] = float((i * 37) % 101) / 50.0f - 1.0f;
+  lab[1] = lab[20] = 1.0f;
+  be->copy_to_device(net.input().data, img.data(), sizeof(float) * img.size());
+  be->copy_to_device(net.labels(), lab.data(), sizeof(float) * lab.size());
+  be->copy_to_device(net.w_pos(), w.data(), sizeof(float) * w.size());
+  be->copy_to_device(net.w_neg(), w.data(), sizeof(float) * w.size());
+  // Poison the gradients: anything not written by this backward shows up.
+  be->fill(net.grads(), 1e30f, net.table().trainable_count());
+  std::vector<std::pair<int64_t, std::vector<float>>> seen;
+  net.set_gradient_hook([&](int64_t first) {
+    const auto g = net.get_grads();
+    seen.emplace_back(first, std::vector<float>(g.begin() + first, g.end()));
+  });
+  net.forward(true);
+  net.loss();
+  net.backward();
+  const auto final = net.get_grads();
+  ASSERT_GE(seen.size(), 3u);
+  EXPECT_EQ(seen.back().first, 0);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    if (i > 0) {
+      EXPECT_LT(seen[i].first, seen[i - 1].first);
+    }
+    EXPECT_EQ(seen[i].second, std::vector<float>(final.begin() + seen[i].first, final.end()))
+        << "gradients from offset " << seen[i].first << " changed after the hook called them final";
+  }
+  for (float g : final) ASSERT_LT(std::abs(g), 1e29f) << "a gradient backward never wrote";
+}
+
+TEST(DataParallel, OneRankCommunicatorIsTheIdentity) {
+  auto comm = make_single_process_comm();
+  EXPECT_EQ(comm->size(), 1);
+  EXPECT_EQ(comm->rank(), 0);
+  EXPECT_TRUE(comm->root());
+  double d[2] = {1.5, -2.0};
+  comm->allreduce_sum(d, 2, "test");
+  EXPECT_EQ(d[0], 1.5);
+  EXPECT_EQ(d[1], -2.0);
+  EXPECT_EQ(comm->allgather(std::vector<float>{1.f, 2.f}, "test"), (std::vector<float>{1.f, 2.f}));
+  std::vector<float> g{1.f, 2.f, 3.f};
+  auto reducer = make_host_gradient_reducer(*comm, g.data(), {{0, 3}});
+  reducer->begin();
+  reducer->gradients_final_from(0);
+  reducer->finish();
+  EXPECT_EQ(g, (std::vector<float>{1.f, 2.f, 3.f}));
+}
+
+// ctest runs this suite without a launcher: one process, no MPI_Init.
+TEST(DataParallel, WithoutALauncherAProgramIsOneRank) {
+  if (launched_by_mpi()) GTEST_SKIP() << "this run was started by a launcher";
+  EXPECT_EQ(process_comm().size(), 1);
+  EXPECT_EQ(process_comm().name(), "single process");
+}
+
+}  // namespace
+}  // namespace cxr
