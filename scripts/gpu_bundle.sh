@@ -63,14 +63,15 @@ check_bundle() {
   return $bad
 }
 
-# The bundle's libraries, then cuDNN, cuBLAS, the CUDA runtime and NVRTC from PyTorch's wheels
+# The bundle's libraries, then cuDNN, cuBLAS, the CUDA runtime, NVRTC and NCCL (opened at run time by
+# kernels/cuda/nccl_reducer.cu) from PyTorch's wheels
 # (found through python3), then the toolkit's. Only for our binaries: PyTorch must keep the host's.
 bundle_library_path() {
   local wheels
   wheels=$(python3 - <<'PY' 2>/dev/null || true
 import importlib, os
 paths = []
-for m in ("nvidia.cudnn", "nvidia.cublas", "nvidia.cuda_runtime", "nvidia.cu13", "nvidia.cuda_nvrtc"):
+for m in ("nvidia.cudnn", "nvidia.cublas", "nvidia.cuda_runtime", "nvidia.cu13", "nvidia.cuda_nvrtc", "nvidia.nccl"):
     try:
         mod = importlib.import_module(m)
     except Exception:

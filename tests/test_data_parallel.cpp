@@ -9,6 +9,7 @@
 #include "engine/data_parallel.h"
 #include "engine/init.h"
 #include "engine/model.h"
+#include "tests/test_util.h"
 
 namespace cxr {
 namespace {
@@ -104,6 +105,60 @@ TEST(DataParallel, OneRankCommunicatorIsTheIdentity) {
   reducer->gradients_final_from(0);
   reducer->finish();
   EXPECT_EQ(g, (std::vector<float>{1.f, 2.f, 3.f}));
+}
+
+// NCCL with one rank on one GPU (scripts/gpu_check.sh runs it): the all-reduce (ncclAvg over one
+// rank) leaves a known buffer exactly as it was, bucket by bucket; and a training step with the
+// reducer attached gives the gradients of a plain step.
+TEST(DataParallelGpu, NcclOneRankIsTheIdentityAndAStepEqualsAPlainOne) {
+  CXR_REQUIRE_CUDA(be);
+  auto comm = make_single_process_comm();
+  DenseNetConfig cfg;
+  cfg.blocks = {2, 3};
+  cfg.growth = 8, cfg.bottleneck = 16, cfg.stem = 16;
+  DenseNet net(*be, cfg, 4, 16, 16, true);
+  std::vector<float> p, s;
+  net.get_weights(&p, &s);
+  init_keras_default(net.table(), p, s, 3);
+  net.set_weights(p, s);
+  std::vector<float> img(size_t(4 * 3 * 16 * 16)), lab(size_t(4 * 14), 0.0f), w(14, 1.0f);
+  for (size_t i = 0; i < img.size(); ++i) img[i] = float((i * 37) % 101) / 50.0f - 1.0f;
+  lab[1] = lab[20] = lab[41] = 1.0f;
+  be->copy_to_device(net.input().data, img.data(), sizeof(float) * img.size());
+  be->copy_to_device(net.labels(), lab.data(), sizeof(float) * lab.size());
+  be->copy_to_device(net.w_pos(), w.data(), sizeof(float) * w.size());
+  be->copy_to_device(net.w_neg(), w.data(), sizeof(float) * w.size());
+  const int64_t n = net.table().trainable_count();
+  auto reducer = make_gradient_reducer(*be, *comm, net.grads(), plan_gradient_buckets(net.table(), 0.002, 0.002));
+  // A known buffer through every bucket.
+  std::vector<float> known(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) known[size_t(i)] = float(i % 1000) * 0.001f - 0.3f;
+  be->copy_to_device(net.grads(), known.data(), sizeof(float) * known.size());
+  reducer->begin();
+  reducer->gradients_final_from(0);
+  reducer->finish();
+  EXPECT_EQ(net.get_grads(), known) << "ncclAvg over one rank changed the gradients";
+  // A plain step, then the same step with the reducer in backward.
+  net.forward(true);
+  net.loss();
+  net.backward();
+  const std::vector<float> plain = net.get_grads();
+  net.set_gradient_hook([r = reducer.get()](int64_t first) { r->gradients_final_from(first); });
+  reducer->begin();
+  net.forward(true);
+  net.loss();
+  net.backward();
+  reducer->finish();
+  const std::vector<float> reduced = net.get_grads();
+  // cuDNN may pick backward algorithms that accumulate in a run-dependent order (atomics): two
+  // plain steps can differ by float rounding; 1e-5 of the largest gradient is far above that and
+  // far below a missed or doubled bucket.
+  double diff = 0, scale = 1e-30;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    diff = std::max(diff, double(std::abs(reduced[i] - plain[i])));
+    scale = std::max(scale, double(std::abs(plain[i])));
+  }
+  EXPECT_LT(diff / scale, 1e-5);
 }
 
 // ctest runs this suite without a launcher: one process, no MPI_Init.
