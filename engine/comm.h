@@ -8,6 +8,7 @@
 // which step did not complete and aborts the whole job (MPI_Abort), so every rank exits non-zero.
 // `what` names the collective in those messages ("gradients bucket 3", "validation logits").
 #pragma once
+#include <csignal>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,6 +32,10 @@ class Comm {
   void set_step(int64_t step) { step_ = step; }
   int64_t step() const { return step_; }
   void set_timeout(double seconds) { timeout_s_ = seconds; }
+  // A flag a signal handler sets (the trainer's SIGINT/SIGTERM): a rank that is waiting in a
+  // collective when it is set says so once, naming the step and the collective (when a rank dies,
+  // the launcher signals the others while they wait for it; null: no flag).
+  void set_interrupt_flag(const volatile std::sig_atomic_t* flag) { interrupt_flag_ = flag; }
   double timeout() const { return timeout_s_; }
 
   // ---- blocking collectives on host memory, with the deadline -------------------------------------
@@ -57,6 +62,8 @@ class Comm {
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   int64_t step_ = 0;
   double timeout_s_ = 300;
+  const volatile std::sig_atomic_t* interrupt_flag_ = nullptr;
+  bool interrupt_noted_ = false;
 };
 
 // The process's communicator, made on first use and kept until exit: MPI's world when this process

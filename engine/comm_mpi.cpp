@@ -132,6 +132,12 @@ class MpiComm final : public Comm {
       MPI_Test(r, &done, MPI_STATUS_IGNORE);
       if (done) return;
       const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (interrupt_flag_ && *interrupt_flag_ && !interrupt_noted_) {
+        interrupt_noted_ = true;
+        std::fprintf(stderr, "cxr: rank %d: step %ld: signal received while waiting for %s; the step ends when "
+                     "every rank reaches it\n", rank_, long(step_), what);
+        std::fflush(stderr);
+      }
       if (waited > timeout_s_) {
         char msg[512];
         std::snprintf(msg, sizeof msg,

@@ -101,6 +101,16 @@ void add_train_commands(CLI::App& app) {
   ev->add_flag("--quiet", e->quiet, "No progress output");
   ev->add_option("--comm-timeout", e->comm_timeout, "Under mpirun/srun: seconds a collective waits for the other ranks")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  // CLI.md gives train and evaluate the same data-parallel flags, so that one launch line serves
+  // both; inference has no batch statistics, gradients or optimizer steps for these to act on.
+  auto unused_flag = std::make_shared<bool>(false);
+  auto unused_mb = std::make_shared<double>(25.0);
+  auto unused_steps = std::make_shared<int64_t>(0);
+  ev->add_flag("--sync-bn", *unused_flag, "Accepted as train takes it; inference uses running statistics (no effect)");
+  ev->add_option("--bucket-mb", *unused_mb, "Accepted as train takes it; inference has no gradients (no effect)")
+      ->check(CLI::PositiveNumber);
+  ev->add_option("--check-replicas", *unused_steps, "Accepted as train takes it; inference takes no steps (no effect)")
+      ->check(CLI::NonNegativeNumber);
   ev->callback([e, e_json] {
     const auto r = app::evaluate(*e);
     if (!process_comm().root()) return;  // rank 0 prints for the job

@@ -1,5 +1,6 @@
 #include "tools/trainer.h"
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -33,23 +34,24 @@ using nlohmann::json;
 volatile std::sig_atomic_t g_interrupted = 0;
 extern "C" void on_sigint(int) { g_interrupted = 1; }
 
-// Installs the Ctrl-C and SIGTERM handler for the duration of a run (mpirun and Slurm pass SIGTERM
-// to every rank; the ranks agree on it at the end of the step: Run::agree_on_step).
+// Installs the handler of Ctrl-C, SIGTERM and SIGUSR1 for the duration of a run: each stops the run
+// after the current step with a checkpoint. Under a launcher the ranks agree on it at the end of the
+// step (Run::agree_on_step). Slurm sends SIGTERM to every task at once; OpenMPI's mpirun forwards
+// SIGUSR1 at once but answers its own SIGINT/SIGTERM with SIGCONT, then SIGTERM after
+// odls_base_sigkill_timeout seconds, then SIGKILL after as many again (README.md).
 class InterruptGuard {
  public:
   InterruptGuard() {
     g_interrupted = 0;
-    previous_int_ = std::signal(SIGINT, on_sigint);
-    previous_term_ = std::signal(SIGTERM, on_sigint);
+    for (int s : kSignals) previous_.push_back(std::signal(s, on_sigint));
   }
   ~InterruptGuard() {
-    std::signal(SIGINT, previous_int_);
-    std::signal(SIGTERM, previous_term_);
+    for (size_t i = 0; i < kSignals.size(); ++i) std::signal(kSignals[i], previous_[i]);
   }
 
  private:
-  void (*previous_int_)(int);
-  void (*previous_term_)(int);
+  static constexpr std::array<int, 3> kSignals{SIGINT, SIGTERM, SIGUSR1};
+  std::vector<void (*)(int)> previous_;
 };
 
 // One line per epoch of progress: a bar redrawn in place on a terminal, a line every 5 s otherwise.
@@ -254,6 +256,7 @@ Run::Run(const TrainOptions& opt, Comm& comm)
     : opt_(opt), comm_(comm), quiet_(opt.quiet || !comm.root()), data_(opt.data), lr_(opt.lr) {
   check_options(opt, comm);
   comm_.set_timeout(opt.comm_timeout);
+  comm_.set_interrupt_flag(&g_interrupted);
   check_data_and_folder();
   build_model();
   load_initial_weights();
