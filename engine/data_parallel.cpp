@@ -231,30 +231,40 @@ int64_t text_hash(const std::string& s) {
 }
 }  // namespace
 
+int gpu_for_local_rank(int rank, int local_rank, int local_size, int gpus) {
+  if (gpus >= local_size) return local_rank;
+  if (gpus == 1) return 0;  // one visible GPU per rank (or two ranks on one: gpu_sharing_error says)
+  CXR_FAIL("rank ", rank, ": ", local_size, " ranks on this node but ", gpus,
+           " GPUs: each rank needs a GPU of its own; start at most ", gpus, " ranks per node");
+}
+
+int64_t gpu_key(const std::string& host, const char* visible_devices, int index) {
+  return text_hash(host + "|" + (visible_devices ? visible_devices : "*") + "|" + std::to_string(index));
+}
+
+std::string gpu_sharing_error(const std::vector<int64_t>& keys, int rank, const std::string& host, int index) {
+  for (size_t r = 0; r < keys.size(); ++r)
+    if (int(r) != rank && keys[r] == keys[size_t(rank)])
+      return detail::concat("ranks ", std::min<size_t>(r, size_t(rank)), " and ", std::max<size_t>(r, size_t(rank)),
+                            " would share GPU ", index, " of ", host,
+                            ": two ranks on one GPU are refused; start one rank per GPU (mpirun -np <GPUs per "
+                            "node> per node, or Slurm's --gpus-per-task=1)");
+  return "";
+}
+
 std::unique_ptr<Backend> make_backend_for_rank(const std::string& which, Comm& comm) {
   if (comm.size() == 1) return make_backend(which);
   const int gpus = cuda_device_count();
   const bool gpu = which == "cuda" || (which == "auto" && gpus > 0);
   if (!gpu) return make_backend("cpu");
   if (gpus == 0) CXR_FAIL("--device cuda: rank ", comm.rank(), " has no usable GPU: ", cuda_unavailable_reason());
-  // Node-local rank r takes GPU r; with one visible GPU per rank (Slurm's --gpus-per-task,
-  // CUDA_VISIBLE_DEVICES set per rank) every rank takes its only one.
-  const int index = gpus >= comm.local_size() ? comm.local_rank() : 0;
-  if (gpus < comm.local_size() && gpus != 1)
-    CXR_FAIL("rank ", comm.rank(), ": ", comm.local_size(), " ranks on this node but ", gpus,
-             " GPUs: each rank needs a GPU of its own; start at most ", gpus, " ranks per node");
-  // Two ranks on one GPU: the same node, the same CUDA_VISIBLE_DEVICES and the same index.
+  const int index = gpu_for_local_rank(comm.rank(), comm.local_rank(), comm.local_size(), gpus);
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
-  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
-  const int64_t key = text_hash(std::string(host) + "|" + (visible ? visible : "*") + "|" + std::to_string(index));
-  const std::vector<int64_t> keys = comm.allgather(std::vector<int64_t>{key}, "GPU assignment");
-  for (size_t r = 0; r < keys.size(); ++r)
-    if (int(r) != comm.rank() && keys[r] == key)
-      CXR_FAIL("ranks ", std::min<size_t>(r, size_t(comm.rank())), " and ", std::max<size_t>(r, size_t(comm.rank())),
-               " would share GPU ", index, " of ", host,
-               ": two ranks on one GPU are refused; start one rank per GPU (mpirun -np <GPUs per node> per node, or "
-               "Slurm's --gpus-per-task=1)");
+  const std::vector<int64_t> keys = comm.allgather(
+      std::vector<int64_t>{gpu_key(host, std::getenv("CUDA_VISIBLE_DEVICES"), index)}, "GPU assignment");
+  const std::string error = gpu_sharing_error(keys, comm.rank(), host, index);
+  if (!error.empty()) CXR_FAIL(error);
   return make_cuda_backend(index);
 }
 

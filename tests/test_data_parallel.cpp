@@ -161,6 +161,31 @@ TEST(DataParallelGpu, NcclOneRankIsTheIdentityAndAStepEqualsAPlainOne) {
   EXPECT_LT(diff / scale, 1e-5);
 }
 
+// The GPU a rank takes, without GPUs: node-local rank r takes GPU r; one visible GPU per rank (Slurm's
+// --gpus-per-task=1) is each rank's GPU 0; too few GPUs, or two ranks on one, are refused by name.
+TEST(DataParallel, EachRankItsOwnGpuAndTwoOnOneRefused) {
+  EXPECT_EQ(gpu_for_local_rank(5, 1, 4, 8), 1);
+  EXPECT_EQ(gpu_for_local_rank(3, 3, 4, 4), 3);
+  EXPECT_EQ(gpu_for_local_rank(3, 3, 4, 1), 0);
+  try {
+    gpu_for_local_rank(2, 2, 4, 2);
+    ADD_FAILURE() << "4 ranks on 2 GPUs were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("4 ranks on this node but 2 GPUs"), std::string::npos) << e.what();
+  }
+  // Slurm: each rank sees one GPU through its own CUDA_VISIBLE_DEVICES: no sharing.
+  const std::vector<int64_t> own = {gpu_key("node1", "0", 0), gpu_key("node1", "1", 0), gpu_key("node2", "0", 0)};
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(gpu_sharing_error(own, r, "node1", 0), "");
+  // Two ranks of node1 that both see every GPU and got one GPU between them (mpirun -np 2 on a
+  // one-GPU machine): both refuse, naming each other.
+  const std::vector<int64_t> shared = {gpu_key("node1", nullptr, 0), gpu_key("node1", nullptr, 0),
+                                       gpu_key("node2", nullptr, 0)};
+  EXPECT_NE(gpu_sharing_error(shared, 0, "node1", 0).find("ranks 0 and 1 would share GPU 0 of node1"), std::string::npos)
+      << gpu_sharing_error(shared, 0, "node1", 0);
+  EXPECT_NE(gpu_sharing_error(shared, 1, "node1", 0).find("ranks 0 and 1"), std::string::npos);
+  EXPECT_EQ(gpu_sharing_error(shared, 2, "node2", 0), "");
+}
+
 // ctest runs this suite without a launcher: one process, no MPI_Init.
 TEST(DataParallel, WithoutALauncherAProgramIsOneRank) {
   if (launched_by_mpi()) GTEST_SKIP() << "this run was started by a launcher";
