@@ -31,6 +31,16 @@ else
   fail "2-rank training failed: $(tail -5 "$tmp/1.out")"
 fi
 
+# 1b. Which images and flips each step sees does not depend on the number of ranks: the batch logs
+# (the global batch of each step, gathered from the ranks) of 2 ranks and of 1 are the same.
+mpi 2 "$cxr" train "${common[@]}" --out "$tmp/log2" --epochs 2 --log-batches --quiet >"$tmp/1b.out" 2>&1 ||
+  fail "2-rank run with --log-batches failed: $(tail -3 "$tmp/1b.out")"
+"$cxr" train "${common[@]}" --out "$tmp/log1" --epochs 2 --log-batches --quiet >"$tmp/1c.out" 2>&1 ||
+  fail "1-rank run with --log-batches failed: $(tail -3 "$tmp/1c.out")"
+cmp -s "$tmp/log2/batches.jsonl" "$tmp/log1/batches.jsonl" && [ "$(wc -l <"$tmp/log1/batches.jsonl")" = 6 ] &&
+  ok "the same images and flips at every step with 2 ranks and with 1" ||
+  fail "batch logs differ: $(diff "$tmp/log2/batches.jsonl" "$tmp/log1/batches.jsonl" | head -4)"
+
 # 2. Resume with one rank: the run goes on at step 4 of epoch 2.
 if "$cxr" train "${common[@]}" --out "$tmp/run" --epochs 2 --resume --quiet >"$tmp/2.out" 2>&1; then
   python3 - "$tmp/run/metrics.jsonl" <<'PY' && ok "resumed with 1 rank" || fail "resume with 1 rank: wrong log"
@@ -68,37 +78,35 @@ mpi 2 "$cxr" train "${base[@]}" --batch 7 --out "$tmp/bad" --epochs 1 >"$tmp/4.o
 grep -q "does not divide by the 2 ranks" "$tmp/4.out" && ok "--batch 7 on 2 ranks refused" ||
   fail "no clear message for --batch 7 on 2 ranks: $(head -3 "$tmp/4.out")"
 
-# 5. Rank 1 killed at step 5 (epoch 2 of a resumed run): the job ends, rank 1 is named, last.h5 loads.
-cp -r "$tmp/run" "$tmp/killed"
-start=$(date +%s)
-mpi 1 "$cxr" train "${common[@]}" --out "$tmp/killed" --epochs 3 --resume --comm-timeout 60 : \
-  -np 1 env CXR_FAULT_STEP=8:kill "$cxr" train "${common[@]}" --out "$tmp/killed" --epochs 3 --resume \
-  --comm-timeout 60 >"$tmp/5.out" 2>&1
-rc=$?
-took=$(($(date +%s) - start))
-[ $rc -ne 0 ] || fail "a killed rank left the job with status 0"
-[ $took -lt 60 ] || fail "the job with a killed rank took ${took} s (timeout 60 s)"
-grep -qi "rank 1" "$tmp/5.out" && ok "killed rank 1: job ended in ${took} s, status $rc, rank named" ||
-  fail "the killed rank is not named: $(tail -5 "$tmp/5.out")"
-# The survivor, signalled by mpirun while it waits for rank 1, names itself and the step.
-grep -q "rank 0: step 8: signal received while waiting for" "$tmp/5.out" && ok "rank 0 named the step it stopped at" ||
-  fail "rank 0 did not say where it stopped: $(grep -v '^\s*$' "$tmp/5.out" | tail -5)"
-"$cxr" verify "$tmp/killed/last.h5" >/dev/null 2>&1 && ok "last.h5 loads after the kill" || fail "last.h5 damaged"
+# 5 and 6: rank 1 meets CXR_FAULT_STEP=8:$1 (io/fault.h) in epoch 3 of a copy of the run, with
+# --comm-timeout $2; sets $rc (the job's status) and $took (seconds); the output in $tmp/$1.out.
+run_with_fault() {
+  cp -r "$tmp/run" "$tmp/$1"
+  local start
+  start=$(date +%s)
+  mpi 1 "$cxr" train "${common[@]}" --out "$tmp/$1" --epochs 3 --resume --comm-timeout "$2" : \
+    -np 1 env CXR_FAULT_STEP=8:"$1" "$cxr" train "${common[@]}" --out "$tmp/$1" --epochs 3 --resume \
+    --comm-timeout "$2" >"$tmp/$1.out" 2>&1
+  rc=$?
+  took=$(($(date +%s) - start))
+  [ $rc -ne 0 ] || fail "$1: rank 1's fault left the job with status 0"
+  [ $took -lt 60 ] || fail "$1: the job took ${took} s (--comm-timeout $2 s)"
+  "$cxr" verify "$tmp/$1/last.h5" >/dev/null 2>&1 && ok "$1: last.h5 loads" || fail "$1: last.h5 damaged"
+}
+
+# 5. Rank 1 killed at step 8: mpirun ends the job and names rank 1; rank 0, signalled by mpirun while
+# it waits for rank 1, names itself and the step.
+run_with_fault kill 60
+grep -qi "rank 1" "$tmp/kill.out" && ok "killed rank 1: job ended in ${took} s, status $rc, rank named" ||
+  fail "the killed rank is not named: $(tail -5 "$tmp/kill.out")"
+grep -q "rank 0: step 8: signal received while waiting for" "$tmp/kill.out" && ok "rank 0 named the step it stopped at" ||
+  fail "rank 0 did not say where it stopped: $(grep -v '^\s*$' "$tmp/kill.out" | tail -5)"
 
 # 6. Rank 1 hangs at step 8: rank 0 gives up after --comm-timeout 5 s and names the step.
-cp -r "$tmp/run" "$tmp/hung"
-start=$(date +%s)
-mpi 1 "$cxr" train "${common[@]}" --out "$tmp/hung" --epochs 3 --resume --comm-timeout 5 : \
-  -np 1 env CXR_FAULT_STEP=8:hang "$cxr" train "${common[@]}" --out "$tmp/hung" --epochs 3 --resume \
-  --comm-timeout 5 >"$tmp/6.out" 2>&1
-rc=$?
-took=$(($(date +%s) - start))
-[ $rc -ne 0 ] || fail "a hung rank left the job with status 0"
-[ $took -lt 60 ] || fail "the job with a hung rank took ${took} s (timeout 5 s)"
-grep -q "rank 0: error: step 8: .* did not complete within 5 s" "$tmp/6.out" &&
+run_with_fault hang 5
+grep -q "rank 0: error: step 8: .* did not complete within 5 s" "$tmp/hang.out" &&
   ok "hung rank: rank 0 timed out at step 8 in ${took} s, status $rc" ||
-  fail "no timeout message naming the rank and step: $(grep -v '^\s*$' "$tmp/6.out" | tail -5)"
-"$cxr" verify "$tmp/hung/last.h5" >/dev/null 2>&1 && ok "last.h5 loads after the hang" || fail "last.h5 damaged"
+  fail "no timeout message naming the rank and step: $(grep -v '^\s*$' "$tmp/hang.out" | tail -5)"
 
 # 7. A signal to mpirun mid-epoch: every rank finishes its step, rank 0 checkpoints once, all exit.
 # SIGUSR1 is forwarded at once; SIGTERM reaches the ranks odls_base_sigkill_timeout seconds later

@@ -14,6 +14,28 @@
 namespace cxr {
 namespace {
 
+// A small DenseNet (2 blocks, growth 8) at 16x16 for `batch` images, Keras-initialised, with fixed
+// inputs, labels (a few positives) and unit loss weights uploaded.
+std::unique_ptr<DenseNet> small_model_with_inputs(Backend& be, int64_t batch) {
+  DenseNetConfig cfg;
+  cfg.blocks = {2, 3};
+  cfg.growth = 8, cfg.bottleneck = 16, cfg.stem = 16;
+  auto model = std::make_unique<DenseNet>(be, cfg, batch, 16, 16, true);
+  DenseNet& net = *model;
+  std::vector<float> p, s;
+  net.get_weights(&p, &s);
+  init_keras_default(net.table(), p, s, 3);
+  net.set_weights(p, s);
+  std::vector<float> img(size_t(batch * 3 * 16 * 16)), lab(size_t(batch * 14), 0.0f), w(14, 1.0f);
+  for (size_t i = 0; i < img.size(); ++i) img[i] = float((i * 37) % 101) / 50.0f - 1.0f;
+  for (size_t i = 1; i < lab.size(); i += 19) lab[i] = 1.0f;
+  be.copy_to_device(net.input().data, img.data(), sizeof(float) * img.size());
+  be.copy_to_device(net.labels(), lab.data(), sizeof(float) * lab.size());
+  be.copy_to_device(net.w_pos(), w.data(), sizeof(float) * w.size());
+  be.copy_to_device(net.w_neg(), w.data(), sizeof(float) * w.size());
+  return model;
+}
+
 TEST(DataParallel, BucketsCoverTheGradientsFromTheEndAtTensorBoundaries) {
   auto be = make_cpu_backend();
   const DenseNet net(*be, DenseNetConfig::from_arch("densenet121"), 2, 32, 32, true, /*allocate=*/false);
@@ -51,21 +73,8 @@ TEST(DataParallel, BucketsCoverTheGradientsFromTheEndAtTensorBoundaries) {
 // and the last one is 0.
 TEST(DataParallel, GradientHookReportsOnlyFinalGradients) {
   auto be = make_cpu_backend();
-  DenseNetConfig cfg;
-  cfg.blocks = {2, 3};
-  cfg.growth = 8, cfg.bottleneck = 16, cfg.stem = 16;
-  DenseNet net(*be, cfg, 3, 16, 16, true);
-  std::vector<float> p, s;
-  net.get_weights(&p, &s);
-  init_keras_default(net.table(), p, s, 3);
-  net.set_weights(p, s);
-  std::vector<float> img(size_t(3 * 3 * 16 * 16)), lab(size_t(3 * 14), 0.0f), w(14, 1.0f);
-  for (size_t i = 0; i < img.size(); ++i) img[i] = float((i * 37) % 101) / 50.0f - 1.0f;
-  lab[1] = lab[20] = 1.0f;
-  be->copy_to_device(net.input().data, img.data(), sizeof(float) * img.size());
-  be->copy_to_device(net.labels(), lab.data(), sizeof(float) * lab.size());
-  be->copy_to_device(net.w_pos(), w.data(), sizeof(float) * w.size());
-  be->copy_to_device(net.w_neg(), w.data(), sizeof(float) * w.size());
+  const auto model = small_model_with_inputs(*be, 3);
+  DenseNet& net = *model;
   // Poison the gradients: anything not written by this backward shows up.
   be->fill(net.grads(), 1e30f, net.table().trainable_count());
   std::vector<std::pair<int64_t, std::vector<float>>> seen;
@@ -113,21 +122,8 @@ TEST(DataParallel, OneRankCommunicatorIsTheIdentity) {
 TEST(DataParallelGpu, NcclOneRankIsTheIdentityAndAStepEqualsAPlainOne) {
   CXR_REQUIRE_CUDA(be);
   auto comm = make_single_process_comm();
-  DenseNetConfig cfg;
-  cfg.blocks = {2, 3};
-  cfg.growth = 8, cfg.bottleneck = 16, cfg.stem = 16;
-  DenseNet net(*be, cfg, 4, 16, 16, true);
-  std::vector<float> p, s;
-  net.get_weights(&p, &s);
-  init_keras_default(net.table(), p, s, 3);
-  net.set_weights(p, s);
-  std::vector<float> img(size_t(4 * 3 * 16 * 16)), lab(size_t(4 * 14), 0.0f), w(14, 1.0f);
-  for (size_t i = 0; i < img.size(); ++i) img[i] = float((i * 37) % 101) / 50.0f - 1.0f;
-  lab[1] = lab[20] = lab[41] = 1.0f;
-  be->copy_to_device(net.input().data, img.data(), sizeof(float) * img.size());
-  be->copy_to_device(net.labels(), lab.data(), sizeof(float) * lab.size());
-  be->copy_to_device(net.w_pos(), w.data(), sizeof(float) * w.size());
-  be->copy_to_device(net.w_neg(), w.data(), sizeof(float) * w.size());
+  const auto model = small_model_with_inputs(*be, 4);
+  DenseNet& net = *model;
   const int64_t n = net.table().trainable_count();
   auto reducer = make_gradient_reducer(*be, *comm, net.grads(), plan_gradient_buckets(net.table(), 0.002, 0.002));
   // A known buffer through every bucket.
