@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 
 #include "engine/comm.h"
@@ -43,8 +44,22 @@ DenseNetConfig small_config() {
 struct GlobalBatch {
   std::vector<float> images, labels;
 };
+// The run's seed: fresh each run (rank 0's, broadcast, printed so a failure can be replayed with
+// CXR_TEST_SEED=<seed>); every rank makes the same batches from it.
+uint64_t run_seed() {
+  static const uint64_t seed = [] {
+    uint64_t s = 0;
+    if (const char* v = std::getenv("CXR_TEST_SEED")) s = std::strtoull(v, nullptr, 10);
+    else s = (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
+    process_comm().broadcast(&s, sizeof s, "test seed");
+    if (process_comm().root()) std::printf("test seed %llu (CXR_TEST_SEED replays it)\n", (unsigned long long)s);
+    return s;
+  }();
+  return seed;
+}
+
 GlobalBatch make_batch(int64_t B, int step) {
-  std::mt19937 rng(1234 + step);
+  std::mt19937_64 rng(run_seed() + uint64_t(step));
   std::normal_distribution<float> pixel(0.3f, 1.0f);
   std::bernoulli_distribution label(0.3);
   GlobalBatch g;
@@ -163,15 +178,16 @@ TEST_P(DataParallelMpi, SyncBnStepEqualsOneProcessWithTheGlobalBatch) {
     const float ref_loss = ref.loss();
     ref.backward();
     // Tolerances: float sums over the batch in another order (each rank's half, then the two
-    // halves in double) and the statistics rebuilt from (mean, 1/std) in double: rounding of a
-    // few ulps of float, amplified by at most the network's depth; 1e-4 of each vector's scale is
-    // above that and far below any real error (a rank's statistics alone differ by 1e-1 and more,
-    // as the per-rank test's contrast below shows).
+    // halves in double) and the statistics rebuilt from (mean, 1/std) in double: rounding of a few
+    // float ulps carried through the network. Measured over 35 runs of fresh seeds (VALIDATION.md):
+    // gradients at most 7.7e-7 of their scale, running statistics at most 6.8e-8; the bounds are
+    // 13x and 15x above, and far below a real error (per-rank statistics alone move the gradients
+    // by about their whole scale, 0.95-1.05: the per-rank test's contrast below).
     const double dg = scaled_max_diff(grads_of(dp.net), grads_of(ref));
     const double ds = scaled_max_diff(state_of(dp.net), state_of(ref));
     EXPECT_NEAR(loss, ref_loss, 1e-5 * std::abs(ref_loss)) << "step " << step;
-    EXPECT_LT(dg, 1e-4) << "gradients, step " << step;
-    EXPECT_LT(ds, 1e-5) << "running statistics, step " << step;
+    EXPECT_LT(dg, 1e-5) << "gradients, step " << step;
+    EXPECT_LT(ds, 1e-6) << "running statistics, step " << step;
     if (comm.root())  // the measured differences (VALIDATION.md quotes them)
       std::printf("sync-bn step %d, %.3g MB buckets: loss %.9g vs %.9g, gradients %.2e, running statistics %.2e\n",
                   step, GetParam(), loss, ref_loss, dg, ds);
