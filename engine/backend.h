@@ -232,6 +232,9 @@ bool cuda_compiled();
 int cuda_device_count();
 // Why cuda_device_count() is 0, for skip messages ("" when a device exists).
 std::string cuda_unavailable_reason();
+// The PCI bus id of CUDA device `index` ("0000:3b:00.0"): the same physical GPU gives the same id
+// whatever CUDA_VISIBLE_DEVICES calls it. "" when unknown.
+std::string cuda_device_bus_id(int index);
 
 std::unique_ptr<Backend> make_cpu_backend();
 std::unique_ptr<Backend> make_cuda_backend(int device_index = 0);  // throws when unavailable

@@ -47,7 +47,9 @@ std::unique_ptr<Comm> make_single_process_comm() { return std::make_unique<Singl
 
 bool launched_by_mpi() {
   if (std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") || std::getenv("PMI_SIZE")) return true;
-  return std::getenv("SLURM_PROCID") != nullptr && env_int("SLURM_NTASKS", 1) > 1;
+  // SLURM_STEP_NUM_TASKS: set by srun for its tasks (an sbatch script itself has SLURM_NTASKS and
+  // SLURM_PROCID=0 but is one process).
+  return std::getenv("SLURM_PROCID") != nullptr && env_int("SLURM_STEP_NUM_TASKS", 1) > 1;
 }
 
 Comm& process_comm() {
@@ -56,7 +58,7 @@ Comm& process_comm() {
 #ifdef CXR_HAVE_MPI
     return make_mpi_comm();
 #else
-    const int n = env_int("OMPI_COMM_WORLD_SIZE", env_int("PMI_SIZE", env_int("SLURM_NTASKS", 1)));
+    const int n = env_int("OMPI_COMM_WORLD_SIZE", env_int("PMI_SIZE", env_int("SLURM_STEP_NUM_TASKS", 1)));
     if (n > 1)
       CXR_FAIL("started by a launcher as one of ", n, " ranks, but this cxr was built without MPI "
                "(configure with -DCXR_MPI=ON and libopenmpi-dev installed)");

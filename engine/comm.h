@@ -74,7 +74,7 @@ Comm& process_comm();
 // A one-rank communicator (tests, tools that never distribute).
 std::unique_ptr<Comm> make_single_process_comm();
 // Whether a launcher started this process as one rank of a job: OpenMPI's OMPI_COMM_WORLD_SIZE,
-// PMIx's PMIX_RANK, Slurm's SLURM_NTASKS > 1 with SLURM_PROCID (srun), MPICH/Hydra's PMI_SIZE.
+// PMIx's PMIX_RANK, srun's SLURM_STEP_NUM_TASKS > 1 with SLURM_PROCID, MPICH/Hydra's PMI_SIZE.
 bool launched_by_mpi();
 bool mpi_compiled();
 

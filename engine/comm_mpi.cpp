@@ -36,6 +36,9 @@ class MpiComm final : public Comm {
       int provided = 0;
       MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
       owns_ = true;
+      // The loader's threads never call MPI; only the main thread does (FUNNELED).
+      if (provided < MPI_THREAD_FUNNELED)
+        std::fprintf(stderr, "cxr: warning: MPI gives thread level %d, below MPI_THREAD_FUNNELED\n", provided);
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);

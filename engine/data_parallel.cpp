@@ -238,7 +238,10 @@ int gpu_for_local_rank(int rank, int local_rank, int local_size, int gpus) {
            " GPUs: each rank needs a GPU of its own; start at most ", gpus, " ranks per node");
 }
 
-int64_t gpu_key(const std::string& host, const char* visible_devices, int index) {
+int64_t gpu_key(const std::string& host, const std::string& bus_id, const char* visible_devices, int index) {
+  // The PCI bus id names the physical GPU however CUDA_VISIBLE_DEVICES renames it; without one,
+  // the visible-devices text and the index stand in for it.
+  if (!bus_id.empty()) return text_hash(host + "|pci " + bus_id);
   return text_hash(host + "|" + (visible_devices ? visible_devices : "*") + "|" + std::to_string(index));
 }
 
@@ -256,13 +259,22 @@ std::unique_ptr<Backend> make_backend_for_rank(const std::string& which, Comm& c
   if (comm.size() == 1) return make_backend(which);
   const int gpus = cuda_device_count();
   const bool gpu = which == "cuda" || (which == "auto" && gpus > 0);
+  // Every rank must take the same kind of device (they run the same collectives): under --device
+  // auto a rank without a GPU among ranks with one is refused by name, not left to mismatch.
+  double on_gpu[1] = {gpu ? 1.0 : 0.0};
+  comm.allreduce_sum(on_gpu, 1, "the device of every rank");
+  if (on_gpu[0] != 0 && on_gpu[0] != comm.size())
+    CXR_FAIL("--device ", which, ": ", int(on_gpu[0]), " of ", comm.size(), " ranks found a GPU and rank ", comm.rank(),
+             gpu ? " is one of them" : " did not", " (", gpus == 0 ? cuda_unavailable_reason() : "", "): every rank "
+             "must train on the same kind of device; pass --device cuda or --device cpu");
   if (!gpu) return make_backend("cpu");
   if (gpus == 0) CXR_FAIL("--device cuda: rank ", comm.rank(), " has no usable GPU: ", cuda_unavailable_reason());
   const int index = gpu_for_local_rank(comm.rank(), comm.local_rank(), comm.local_size(), gpus);
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
   const std::vector<int64_t> keys = comm.allgather(
-      std::vector<int64_t>{gpu_key(host, std::getenv("CUDA_VISIBLE_DEVICES"), index)}, "GPU assignment");
+      std::vector<int64_t>{gpu_key(host, cuda_device_bus_id(index), std::getenv("CUDA_VISIBLE_DEVICES"), index)},
+      "GPU assignment");
   const std::string error = gpu_sharing_error(keys, comm.rank(), host, index);
   if (!error.empty()) CXR_FAIL(error);
   return make_cuda_backend(index);

@@ -44,10 +44,11 @@ namespace cxr {
 std::unique_ptr<Backend> make_backend_for_rank(const std::string& which, Comm& comm);
 // Its pieces (tested without GPUs): the GPU index of a node-local rank when the node shows `gpus`
 // (r when there are enough; 0 when each rank sees one; otherwise an error naming the counts); a key
-// of (host, CUDA_VISIBLE_DEVICES, index) that two ranks on one GPU share; and, from every rank's
-// key, the error for this rank ("" when no other rank has its key).
+// that two ranks on one GPU share (host and PCI bus id; host, CUDA_VISIBLE_DEVICES and index when
+// the bus id is unknown); and, from every rank's key, the error for this rank ("" when no other
+// rank has its key).
 int gpu_for_local_rank(int rank, int local_rank, int local_size, int gpus);
-int64_t gpu_key(const std::string& host, const char* visible_devices, int index);
+int64_t gpu_key(const std::string& host, const std::string& bus_id, const char* visible_devices, int index);
 std::string gpu_sharing_error(const std::vector<int64_t>& keys, int rank, const std::string& host, int index);
 
 // A range [begin, end) of floats of the flat gradient buffer.

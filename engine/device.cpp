@@ -8,6 +8,7 @@ namespace cxr {
 bool cuda_compiled() { return false; }
 int cuda_device_count() { return 0; }
 std::string cuda_unavailable_reason() { return "this build has no CUDA backend (configured without CUDA)"; }
+std::string cuda_device_bus_id(int) { return ""; }
 std::string cuda_library_versions() { return "no CUDA backend in this build"; }
 std::unique_ptr<Backend> make_cuda_backend(int) {
   CXR_FAIL("the CUDA backend is not compiled into this build; reconfigure with -DCXR_CUDA=ON where "

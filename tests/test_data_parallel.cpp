@@ -170,12 +170,17 @@ TEST(DataParallel, EachRankItsOwnGpuAndTwoOnOneRefused) {
     EXPECT_NE(std::string(e.what()).find("4 ranks on this node but 2 GPUs"), std::string::npos) << e.what();
   }
   // Slurm: each rank sees one GPU through its own CUDA_VISIBLE_DEVICES: no sharing.
-  const std::vector<int64_t> own = {gpu_key("node1", "0", 0), gpu_key("node1", "1", 0), gpu_key("node2", "0", 0)};
+  const std::vector<int64_t> own = {gpu_key("node1", "", "0", 0), gpu_key("node1", "", "1", 0),
+                                    gpu_key("node2", "", "0", 0)};
   for (int r = 0; r < 3; ++r) EXPECT_EQ(gpu_sharing_error(own, r, "node1", 0), "");
+  // The bus id decides when known: one GPU called "0" in one rank and "GPU-<uuid>" in another is
+  // one GPU; two containers that each call their own GPU "0" are two.
+  EXPECT_EQ(gpu_key("node1", "0000:3b:00.0", "0", 0), gpu_key("node1", "0000:3b:00.0", "GPU-1234", 0));
+  EXPECT_NE(gpu_key("node1", "0000:3b:00.0", "0", 0), gpu_key("node1", "0000:5e:00.0", "0", 0));
   // Two ranks of node1 that both see every GPU and got one GPU between them (mpirun -np 2 on a
   // one-GPU machine): both refuse, naming each other.
-  const std::vector<int64_t> shared = {gpu_key("node1", nullptr, 0), gpu_key("node1", nullptr, 0),
-                                       gpu_key("node2", nullptr, 0)};
+  const std::vector<int64_t> shared = {gpu_key("node1", "", nullptr, 0), gpu_key("node1", "", nullptr, 0),
+                                       gpu_key("node2", "", nullptr, 0)};
   EXPECT_NE(gpu_sharing_error(shared, 0, "node1", 0).find("ranks 0 and 1 would share GPU 0 of node1"), std::string::npos)
       << gpu_sharing_error(shared, 0, "node1", 0);
   EXPECT_NE(gpu_sharing_error(shared, 1, "node1", 0).find("ranks 0 and 1"), std::string::npos);

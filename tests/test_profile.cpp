@@ -146,8 +146,9 @@ TEST_F(ProfileCli, TraceEventsNestAndHoldEveryLayersOps) {
     for (const json* e : ev) {
       const double ts = (*e)["ts"], end = ts + (*e)["dur"].get<double>();
       while (!open.empty() && open.back().first <= ts) open.pop_back();
-      if (!open.empty())
+      if (!open.empty()) {
         ASSERT_LE(end, open.back().first) << (*e)["name"] << " at " << ts << " overlaps " << open.back().second;
+      }
       open.emplace_back(end, (*e)["name"].get<std::string>());
     }
   }

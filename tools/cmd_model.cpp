@@ -121,7 +121,8 @@ void run_bench(const BenchOptions& o) {
       if (reducer) waited = reducer->finish();
     }
     be->synchronize();
-    // The step of the job is its slowest rank's (they meet in the all-reduce every step).
+    // The ranks meet in the all-reduce every step, so their step times agree closely: the mean over
+    // the ranks is reported (and the mean of their waits).
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (dp) {
       double v[2] = {dt, waited};

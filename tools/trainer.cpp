@@ -209,6 +209,7 @@ class Run {
   bool train_epoch(int64_t epoch, double* mean_loss);
   void train_step(const io::Batch& batch, int64_t epoch, int64_t b, bool frozen);
   void set_up_data_parallel();
+  void wait_for_rank0_checkpoints();
   void log_batch(const io::Batch& batch, int64_t epoch);
   // After backward: the ranks' mean loss and whether any rank was interrupted, agreed by all.
   float agree_on_step(float local_loss);
@@ -425,9 +426,9 @@ void Run::train_step(const io::Batch& batch, int64_t epoch, int64_t b, bool froz
     BackendRange upload(net_->backend(), "upload");
     upload_batch(*net_, batch);
   }
+  comm_.set_step(step_ + 1);
   log_batch(batch, epoch);
   DenseNet& net = *net_;
-  comm_.set_step(step_ + 1);
   io::step_fault(long(step_ + 1));  // CXR_FAULT_STEP (io/fault.h): the failure tests
   if (reducer_) reducer_->begin();
   net.forward(true);
@@ -455,6 +456,16 @@ void Run::train_step(const io::Batch& batch, int64_t epoch, int64_t b, bool froz
   last_loss_ = loss;
   if (comm_.size() > 1 && !opt_.sync_bn) broadcast_running_statistics(net, comm_);  // Note [Data parallel]
   if (opt_.check_replicas > 0 && step_ % opt_.check_replicas == 0) check_replicas(net, comm_, step_);
+}
+
+// The other ranks wait here while rank 0 writes the epoch's checkpoints (three files with Adam's
+// moments, on a shared filesystem perhaps), with a deadline of their own: at least 30 minutes, so
+// that a slow filesystem is not taken for a dead rank by the next step's --comm-timeout.
+void Run::wait_for_rank0_checkpoints() {
+  if (comm_.size() == 1) return;
+  comm_.set_timeout(std::max(opt_.comm_timeout, 1800.0));
+  comm_.barrier("rank 0's checkpoints of the epoch");
+  comm_.set_timeout(opt_.comm_timeout);
 }
 
 // One rank's batches.jsonl line holds the global batch: every rank's share, gathered.
@@ -616,6 +627,7 @@ TrainResult Run::run() {
     }
     const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     finish_epoch(epoch, train_loss, train_seconds, epoch < opt_.freeze_epochs);
+    wait_for_rank0_checkpoints();
   }
   write_trace();  // a run shorter than the traced slice
   result_.best_metric = opt_.monitor == "auc" ? -sched_.best : sched_.best;

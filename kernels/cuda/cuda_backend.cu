@@ -66,6 +66,15 @@ std::string cuda_unavailable_reason() {
   return count == 0 ? "no CUDA device" : "";
 }
 
+std::string cuda_device_bus_id(int index) {
+  char id[64] = {0};
+  if (cudaDeviceGetPCIBusId(id, int(sizeof id), index) != cudaSuccess) {
+    cudaGetLastError();  // clear it: "unknown" is the answer
+    return "";
+  }
+  return id;
+}
+
 std::unique_ptr<Backend> make_cuda_backend(int device_index) {
   const int count = cuda_device_count();
   if (count == 0) CXR_FAIL("no usable CUDA device: ", cuda_unavailable_reason());

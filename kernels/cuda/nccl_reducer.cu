@@ -11,12 +11,14 @@
 // while backward's kernels continue. finish() records an event after the last bucket and makes the
 // compute stream wait for it (the optimizer reads the averaged gradients), then polls that event
 // and ncclCommGetAsyncError with the deadline (--comm-timeout): a rank that died or hangs leaves
-// the collective unfinished; past the deadline the communicator is aborted (ncclCommAbort) and the
-// job ended through MPI (Comm::abort), every rank with a message naming the step.
+// the collective unfinished; past the deadline, or on an asynchronous NCCL error, the rank names the
+// step and ends the job through MPI (Comm::abort: MPI_Abort ends every process, the GPUs' work
+// with them; ncclCommAbort is not called first, as it may itself wait for the other ranks).
 #include <dlfcn.h>
 #include <nccl.h>
 
 #include <chrono>
+#include <exception>
 #include <thread>
 
 #include "engine/data_parallel.h"
@@ -33,7 +35,7 @@ struct NcclApi {
   ncclResult_t (*GetUniqueId)(ncclUniqueId*) = nullptr;
   ncclResult_t (*CommInitRankConfig)(ncclComm_t*, int, ncclUniqueId, int, ncclConfig_t*) = nullptr;
   ncclResult_t (*CommGetAsyncError)(ncclComm_t, ncclResult_t*) = nullptr;
-  ncclResult_t (*CommAbort)(ncclComm_t) = nullptr;
+  ncclResult_t (*CommFinalize)(ncclComm_t) = nullptr;
   ncclResult_t (*CommDestroy)(ncclComm_t) = nullptr;
   ncclResult_t (*AllReduce)(const void*, void*, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t,
                             cudaStream_t) = nullptr;
@@ -59,7 +61,7 @@ struct NcclApi {
     sym(a.GetUniqueId, "ncclGetUniqueId");
     sym(a.CommInitRankConfig, "ncclCommInitRankConfig");
     sym(a.CommGetAsyncError, "ncclCommGetAsyncError");
-    sym(a.CommAbort, "ncclCommAbort");
+    sym(a.CommFinalize, "ncclCommFinalize");
     sym(a.CommDestroy, "ncclCommDestroy");
     sym(a.AllReduce, "ncclAllReduce");
     sym(a.GetErrorString, "ncclGetErrorString");
@@ -88,10 +90,19 @@ class NcclGradientReducer final : public GradientReducer {
     name_ = "nccl " + std::to_string(version / 10000) + "." + std::to_string(version / 100 % 100) + "." +
             std::to_string(version % 100);
   }
+  // ncclCommFinalize/ncclCommDestroy are collectives of the node's ranks (NCCL blocks in them
+  // whatever the communicator's blocking setting): called while an exception unwinds one rank
+  // alone, they would hang it before main() could report the error and end the job (Comm::abort).
+  // So an unwinding reducer leaves the communicator to the process's end; a normal one finalizes
+  // it (polled with the deadline) and destroys it.
   ~NcclGradientReducer() override {
+    if (nccl_ && std::uncaught_exceptions() == 0) {
+      const ncclResult_t r = api_.CommFinalize(nccl_);
+      if (r == ncclSuccess || r == ncclInProgress) wait_for_nccl("NCCL communicator finalize");
+      api_.CommDestroy(nccl_);
+    }
     for (auto& e : events_) CXR_CUDA_LOG(cudaEventDestroy(e));
     if (stream_) CXR_CUDA_LOG(cudaStreamDestroy(stream_));
-    if (nccl_) api_.CommDestroy(nccl_);
   }
   std::string name() const override { return name_; }
   void begin() override { started_ = 0; }
@@ -128,14 +139,11 @@ class NcclGradientReducer final : public GradientReducer {
     ncclResult_t state = ncclSuccess;
     api_.CommGetAsyncError(nccl_, &state);
     if (state != ncclSuccess && state != ncclInProgress) {
-      api_.CommAbort(nccl_);
-      nccl_ = nullptr;
+      // MPI_Abort (Comm::abort) ends every process; ncclCommAbort first could itself block.
       comm_.abort("step " + std::to_string(comm_.step()) + ": " + what + ": NCCL error: " + api_.GetErrorString(state));
     }
   }
   [[noreturn]] void timeout(const char* what) {
-    api_.CommAbort(nccl_);
-    nccl_ = nullptr;
     comm_.abort("step " + std::to_string(comm_.step()) + ": " + what + " did not complete within " +
                 std::to_string(int(comm_.timeout())) +
                 " s (--comm-timeout): another rank has died or hangs; ending every rank of the job", 4);
