@@ -142,6 +142,10 @@ class StagedBatchNormSync final : public BatchNormSync {
 
 void broadcast_device(Backend& be, Comm& comm, float* data, int64_t count, const char* what) {
   if (comm.size() == 1 || count == 0) return;
+  if (be.device() == Device::CPU) {  // host memory already: no staging copy (per-rank BN does this every step)
+    comm.broadcast(data, int64_t(sizeof(float)) * count, what);
+    return;
+  }
   std::vector<float> host(static_cast<size_t>(count));
   be.copy_to_host(host.data(), data, sizeof(float) * size_t(count));
   be.synchronize();

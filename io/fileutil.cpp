@@ -162,4 +162,10 @@ std::vector<std::string> split_lines(const std::string& text) {
   return lines;
 }
 
+std::string join_list(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& x : items) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
 }  // namespace cxr::io

@@ -31,6 +31,9 @@ std::string read_text_file(const std::string& path, size_t max_bytes = kMaxTextF
 inline constexpr size_t kMaxLineBytes = size_t(1) << 20;
 std::vector<std::string> read_lines(const std::string& path, size_t max_line = kMaxLineBytes);
 
+// "a, b, c": a list for a message (the choices an option takes).
+std::string join_list(const std::vector<std::string>& items);
+
 // Splits text into lines (LF or CRLF), keeping empty lines so that index+1 is the line number.
 std::vector<std::string> split_lines(const std::string& text);  // \n or \r\n; a leading UTF-8 BOM is dropped
 // A name or field from an input file as an error message shows it: quoted, cut after `limit`

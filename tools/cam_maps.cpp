@@ -3,19 +3,10 @@
 
 #include <algorithm>
 
+#include "io/fileutil.h"
 #include "kernels/cam_ops.h"
 
 namespace cxr::app {
-
-namespace {
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
-
-}  // namespace
 
 const std::vector<std::string>& cam_method_names() {
   static const std::vector<std::string> names = {"gradcam", "gradcam++", "hirescam", "layercam"};
@@ -27,7 +18,7 @@ const char* cam_method_name(CamMethod m) { return cam_method_names()[size_t(m)].
 CamMethod parse_cam_method(const std::string& name) {
   const auto& names = cam_method_names();
   const auto it = std::find(names.begin(), names.end(), name);
-  CXR_CHECK(it != names.end(), "--method ", name, ": expected one of ", join(names));
+  CXR_CHECK(it != names.end(), "--method ", name, ": expected one of ", io::join_list(names));
   return CamMethod(it - names.begin());
 }
 
@@ -43,7 +34,7 @@ std::vector<int> parse_cam_layer(const std::string& name, const DenseNet& net) {
   if (name == "block3") return {2};
   if (name == "block2") return {1};
   if (name == "fuse") return {top, 2, 1};
-  CXR_FAIL("--layer ", name, ": expected one of ", join(cam_layer_names()));
+  CXR_FAIL("--layer ", name, ": expected one of ", io::join_list(cam_layer_names()));
 }
 
 CamMaps::CamMaps(DenseNet& net, CamMethod method, std::vector<int> levels, int64_t out_h, int64_t out_w)

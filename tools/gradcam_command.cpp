@@ -41,12 +41,6 @@ int model_class(const std::vector<std::string>& names, const std::string& name) 
   return -1;
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
-
 void check_options(const GradcamOptions& opt) {
   const int modes = int(!opt.classes.empty()) + int(opt.top_k > 0) + int(opt.all);
   CXR_CHECK(modes == 1, "choose exactly one of --class NAME, --top-k K or --all");
@@ -79,7 +73,7 @@ std::vector<int> selected_classes(const std::vector<std::string>& args,
     while (std::getline(ss, name, ',')) {
       if (name.empty()) continue;
       const int k = model_class(names, name);
-      CXR_CHECK(k >= 0, "--class ", name, ": not a class of this model (", join(names), ")");
+      CXR_CHECK(k >= 0, "--class ", name, ": not a class of this model (", io::join_list(names), ")");
       if (std::find(selected.begin(), selected.end(), k) == selected.end()) selected.push_back(k);
     }
   }
